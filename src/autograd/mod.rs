@@ -1,0 +1,2 @@
+//! Placeholder until the autograd module is written.
+pub struct Var;

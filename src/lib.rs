@@ -1,0 +1,15 @@
+//! `engine`: a GPU compute engine for single-person pose transfer (Wang et al. 2021).
+//!
+//! Layers, bottom up: `tensor` (values on a device), `backend` (the primitive contract and its
+//! CPU reference), `autograd` (the tape and one backward rule per primitive), `nn` (parameters,
+//! initialisation, spectral norm, safetensors I/O).
+
+pub mod autograd;
+pub mod backend;
+pub mod error;
+pub mod nn;
+pub mod tensor;
+
+pub use autograd::Var;
+pub use error::{Error, Result};
+pub use tensor::{Device, Shape, Tensor};

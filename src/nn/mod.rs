@@ -1,0 +1,1 @@
+//! Parameters, initialisation, spectral norm, safetensors I/O.
