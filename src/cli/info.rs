@@ -1,13 +1,22 @@
 //! `engine info`: what this build can use on this machine. Exits 0 without a GPU.
 
 use engine::backend::cuda_probe;
-use engine::{Device, Result};
+use engine::model::{count, ModelConfig};
+use engine::pose::LabelKind;
+use engine::{Device, Error, Result};
 
 #[derive(clap::Args)]
 pub struct InfoArgs {
     /// Which device `--device` would resolve to (cpu, cuda or auto)
     #[arg(long, default_value = "auto")]
     device: String,
+    /// Also print a model config (preset paper, small or tiny, or a .json file), its parameter
+    /// counts and forward GMACs per network (batch 1)
+    #[arg(long, value_name = "NAME")]
+    config: Option<String>,
+    /// With --config: use this label format instead (paper: 21 channels, cocosnet: 20)
+    #[arg(long, requires = "config")]
+    label: Option<String>,
 }
 
 pub fn run(args: &InfoArgs) -> Result<()> {
@@ -34,6 +43,39 @@ pub fn run(args: &InfoArgs) -> Result<()> {
     match requested.resolve() {
         Ok(d) => println!("--device {requested} resolves to: {d}"),
         Err(e) => println!("--device {requested}: {e}"),
+    }
+    if let Some(name) = &args.config {
+        print_model(name, args.label.as_deref())?;
+    }
+    Ok(())
+}
+
+/// The config JSON, then one row per network: parameters (M) and forward GMACs at batch 1.
+fn print_model(name: &str, label: Option<&str>) -> Result<()> {
+    let mut cfg = if name.ends_with(".json") {
+        let json = std::fs::read_to_string(name)
+            .map_err(|e| Error::Io { path: name.into(), source: e })?;
+        ModelConfig::from_json(&json).map_err(|e| Error::file(name, e.to_string()))?
+    } else {
+        ModelConfig::preset(name)?
+    };
+    match label {
+        None => {}
+        Some("paper") => cfg.label = LabelKind::Paper,
+        Some("cocosnet") => cfg.label = LabelKind::Cocosnet,
+        Some(other) => {
+            let detail = format!("--label {other}: expected paper or cocosnet");
+            return Err(Error::invalid("info", detail));
+        }
+    }
+    cfg.validate()?;
+    let counts = count(&cfg)?;
+    println!("model config `{}`:\n{}", cfg.name, cfg.to_json()?);
+    let s = cfg.image_size;
+    println!("{:<24} {:>12} {:>14}", "network", "params (M)", format!("GMAC @{s}²"));
+    for (name, c, note) in counts.rows() {
+        let row = format!("{name:<24} {:>12.3} {:>14.3}  {note}", c.mparams(), c.gmacs());
+        println!("{}", row.trim_end());
     }
     Ok(())
 }

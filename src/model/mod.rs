@@ -1,0 +1,90 @@
+//! The pose-transfer networks of MODEL.md, forward through `Var`.
+//!
+//! - `config`: `ModelConfig` (every option of MODEL.md, presets `paper`, `small`, `tiny`).
+//! - `layers`: conv (optional SN, bias, zero/reflect pad), SPADE and its residual block,
+//!   SAGAN self-attention (on `corr_warp`), the shared residual stack.
+//! - `correspondence`: the two domain adaptors, shared stack, θ/φ and the `corr_warp` warp.
+//! - `generator`: the SPADE translation generator.
+//! - `discriminator`: the multiscale PatchGAN (also the temporal D1 over l frames).
+//! - `count`: analytic parameter and MAC counts per network (no forward needed).
+//!
+//! Parameter names follow the module tree: `corr.pose_adaptor.layer1.weight`,
+//! `gen.up_3.norm_0.mlp_gamma.bias`, `disc.scale_1.attn.gamma`, and spectral-norm buffers
+//! `<conv>.weight_u` / `<conv>.weight_v`.
+
+pub mod config;
+pub mod correspondence;
+pub mod count;
+pub mod discriminator;
+pub mod generator;
+pub mod layers;
+
+pub use config::{ModelConfig, PRESETS};
+pub use correspondence::{CorrOutput, Correspondence, CorrespondenceSpec};
+pub use count::{count, measure_macs, Count, ModelCounts};
+pub use discriminator::{DiscriminatorSpec, MultiscaleDiscriminator, ScaleOutput};
+pub use generator::{Generator, GeneratorSpec};
+
+use crate::autograd::Var;
+use crate::error::Result;
+use crate::nn::Scope;
+
+/// Top-level scope names of the networks.
+pub const CORR_SCOPE: &str = "corr";
+pub const GEN_SCOPE: &str = "gen";
+pub const DISC_SCOPE: &str = "disc";
+
+/// What the generator side produces for one (label, exemplar) pair.
+pub struct GeneratorOutput {
+    pub corr: CorrOutput,
+    /// The generated frame [B, 3, S, S].
+    pub fake: Var,
+}
+
+/// Correspondence + translation generator: everything the generator-side optimiser trains.
+pub struct GeneratorSide {
+    pub corr: Correspondence,
+    pub generator: Generator,
+}
+
+impl GeneratorSide {
+    /// Registers `corr.*` and `gen.*` under `root`.
+    pub fn new(root: &Scope<'_>, cfg: &ModelConfig) -> Result<Self> {
+        cfg.validate()?;
+        let gain = cfg.init_gain;
+        Ok(GeneratorSide {
+            corr: Correspondence::new(
+                &root.scope(CORR_SCOPE),
+                CorrespondenceSpec::from_config(cfg),
+                gain,
+            )?,
+            generator: Generator::new(
+                &root.scope(GEN_SCOPE),
+                GeneratorSpec::from_config(cfg),
+                gain,
+            )?,
+        })
+    }
+
+    /// Warps `exemplar` [B, 3, S, S] to `label` [B, C_label, S, S] and translates
+    /// concat(warped, label) into the generated frame.
+    pub fn forward(&self, label: &Var, exemplar: &Var, training: bool) -> Result<GeneratorOutput> {
+        let corr = self.corr.forward(label, exemplar, training)?;
+        let cond = Var::concat(&[&corr.warped, label], 1)?;
+        let fake = self.generator.forward(&cond, training)?;
+        Ok(GeneratorOutput { corr, fake })
+    }
+}
+
+/// The image discriminator `disc.*` of `cfg` under `root`.
+pub fn build_discriminator(root: &Scope<'_>, cfg: &ModelConfig) -> Result<MultiscaleDiscriminator> {
+    cfg.validate()?;
+    MultiscaleDiscriminator::new(
+        &root.scope(DISC_SCOPE),
+        DiscriminatorSpec::from_config(cfg),
+        cfg.init_gain,
+    )
+}
+
+#[cfg(test)]
+mod tests;
