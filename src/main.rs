@@ -17,12 +17,15 @@ struct Cli {
 enum Command {
     /// Print the version, the devices found (CPU threads, CUDA driver/NVRTC/GPUs) and the video support
     Info(cli::info::InfoArgs),
+    /// Write a synthetic dancer: a video (or PNG frames) and its exact OpenPose JSON poses
+    Synth(cli::synth::SynthArgs),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Info(args) => cli::info::run(&args),
+        Command::Synth(args) => cli::synth::run(&args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
