@@ -4,6 +4,8 @@
 //! All tensors passed in are contiguous row-major; shapes are checked by the backend.
 
 pub mod cpu;
+#[cfg(feature = "cuda")]
+pub mod cuda;
 pub mod cuda_probe;
 mod ops;
 
