@@ -39,6 +39,29 @@ pub struct SynthArgs {
     /// Also write the frames as PNGs into DIR/frames/ (always done without video support)
     #[arg(long)]
     png: bool,
+    /// Replace the frames and poses an earlier `engine synth` wrote into DIR (other files are kept)
+    #[arg(long)]
+    overwrite: bool,
+}
+
+/// Removes the files a previous run wrote (`frame_*` in poses/ and frames/), nothing else.
+fn remove_previous_output(out: &std::path::Path) -> Result<()> {
+    for sub in ["poses", "frames"] {
+        let dir = out.join(sub);
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let ours = name.starts_with("frame_")
+                && (name.ends_with("_keypoints.json") || name.ends_with(".png"));
+            if ours {
+                let path = entry.path();
+                std::fs::remove_file(&path).map_err(|source| Error::Io { path, source })?;
+            }
+        }
+    }
+    Ok(())
 }
 
 fn parse_pair<T: std::str::FromStr>(text: &str, sep: char, what: &str) -> Result<(T, T)> {
@@ -75,6 +98,9 @@ pub fn run(args: &SynthArgs) -> Result<()> {
         path: args.out.clone(),
         source,
     })?;
+    if args.overwrite {
+        remove_previous_output(&args.out)?;
+    }
     let mut progress = |done: usize, total: usize| {
         eprint!("\rsynth: frame {done}/{total}");
         let _ = std::io::stderr().flush();
