@@ -7,8 +7,15 @@
 pub mod autograd;
 pub mod backend;
 pub mod error;
+pub mod loss;
+pub mod model;
 pub mod nn;
+pub mod optim;
+pub mod pose;
+pub mod synth;
 pub mod tensor;
+pub mod train_step;
+pub mod video;
 
 pub use autograd::Var;
 pub use error::{Error, Result};

@@ -18,6 +18,7 @@ pub mod count;
 pub mod discriminator;
 pub mod generator;
 pub mod layers;
+pub mod vgg19;
 
 pub use config::{ModelConfig, PRESETS};
 pub use correspondence::{CorrOutput, Correspondence, CorrespondenceSpec};
