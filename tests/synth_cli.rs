@@ -58,7 +58,8 @@ fn synth_writes_video_or_frames_and_exact_poses() {
 
     #[cfg(feature = "video")]
     {
-        let dec = engine::video::VideoDecoder::open(dir.join("video.mp4")).unwrap();
+        let dec = engine::video::VideoDecoder::open(dir.join("video.mp4"))
+            .unwrap_or_else(|e| panic!("decoding the synth video back: {e}"));
         assert_eq!((dec.info().width, dec.info().height), (128, 96));
         let n = dec
             .map(|f| f.unwrap())
