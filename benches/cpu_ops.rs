@@ -36,11 +36,18 @@ fn cases() -> Vec<Case> {
         let x = Tensor::randn([batch, 64, 64, 64], 0.0, 1.0, 1);
         let w = Tensor::randn([64, 64, 3, 3], 0.0, 0.05, 2);
         let b = Tensor::randn([64], 0.0, 0.05, 3);
-        let p = Conv2dParams { padding: (1, 1), ..Default::default() };
+        let p = Conv2dParams {
+            padding: (1, 1),
+            ..Default::default()
+        };
         let macs = (batch * 64 * 64 * 64 * 64 * 9) as f64;
         let (x2, w2, b2) = (x.clone(), w.clone(), b.clone());
         out.push(Case {
-            name: if batch == 1 { "conv3x3 64->64 @64x64 fwd, batch 1" } else { "conv3x3 64->64 @64x64 fwd, batch 4" },
+            name: if batch == 1 {
+                "conv3x3 64->64 @64x64 fwd, batch 1"
+            } else {
+                "conv3x3 64->64 @64x64 fwd, batch 4"
+            },
             flops: 2.0 * macs,
             run: Box::new(move || {
                 be.conv2d(&x2, &w2, Some(&b2), p).expect("conv2d");
@@ -74,15 +81,19 @@ fn cases() -> Vec<Case> {
 
 fn torch_numbers() -> Option<serde_json::Value> {
     let path = std::env::var("TORCH_CPU_JSON").ok()?;
-    let text = std::fs::read_to_string(&path).map_err(|e| eprintln!("{path}: {e}")).ok()?;
-    serde_json::from_str(&text).map_err(|e| eprintln!("{path}: {e}")).ok()
+    let text = std::fs::read_to_string(&path)
+        .map_err(|e| eprintln!("{path}: {e}"))
+        .ok()?;
+    serde_json::from_str(&text)
+        .map_err(|e| eprintln!("{path}: {e}"))
+        .ok()
 }
 
 fn main() {
     let torch = torch_numbers();
     let threads = rayon::current_num_threads();
     println!("CPU, {threads} threads, median of 10\n");
-    println!("| case | engine ms | engine GFLOP/s | PyTorch ms | PyTorch GFLOP/s | engine / PyTorch speed |");
+    println!("| case | engine ms | engine GFLOP/s | PyTorch ms | PyTorch GFLOP/s | PyTorch/engine (above 1: engine faster) |");
     println!("|---|---|---|---|---|---|");
     for c in cases() {
         let s = median_secs(&*c.run, 10);

@@ -11,13 +11,20 @@ pub enum Error {
     Invalid { op: &'static str, detail: String },
 
     #[error("{op}: tensors are on different devices ({a} vs {b})")]
-    DeviceMismatch { op: &'static str, a: String, b: String },
+    DeviceMismatch {
+        op: &'static str,
+        a: String,
+        b: String,
+    },
 
     #[error("device {device} is not available: {reason}")]
     DeviceUnavailable { device: String, reason: String },
 
     #[error("{op}: not implemented on the {backend} backend")]
-    NotImplemented { op: &'static str, backend: &'static str },
+    NotImplemented {
+        op: &'static str,
+        backend: &'static str,
+    },
 
     #[error("autograd: {0}")]
     Autograd(String),
@@ -29,19 +36,31 @@ pub enum Error {
     File { path: PathBuf, detail: String },
 
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 pub type Result<T> = std::result::Result<T, Error>;
 
 impl Error {
     pub fn shape(op: &'static str, detail: impl Into<String>) -> Self {
-        Error::Shape { op, detail: detail.into() }
+        Error::Shape {
+            op,
+            detail: detail.into(),
+        }
     }
     pub fn invalid(op: &'static str, detail: impl Into<String>) -> Self {
-        Error::Invalid { op, detail: detail.into() }
+        Error::Invalid {
+            op,
+            detail: detail.into(),
+        }
     }
     pub fn file(path: impl Into<PathBuf>, detail: impl Into<String>) -> Self {
-        Error::File { path: path.into(), detail: detail.into() }
+        Error::File {
+            path: path.into(),
+            detail: detail.into(),
+        }
     }
 }

@@ -7,7 +7,11 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "engine", version, about = "Pose transfer between dance videos on hand-written GPU kernels")]
+#[command(
+    name = "engine",
+    version,
+    about = "Pose transfer between dance videos on hand-written GPU kernels"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,

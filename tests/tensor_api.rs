@@ -7,7 +7,10 @@ fn creation_and_shape_checks() {
     let t = Tensor::from_vec((0..6).map(|i| i as f32).collect(), [2, 3]).unwrap();
     assert_eq!(t.dims(), &[2, 3]);
     assert_eq!(t.numel(), 6);
-    assert!(matches!(Tensor::from_vec(vec![1.0; 5], [2, 3]), Err(Error::Shape { .. })));
+    assert!(matches!(
+        Tensor::from_vec(vec![1.0; 5], [2, 3]),
+        Err(Error::Shape { .. })
+    ));
     assert_eq!(Tensor::zeros([4, 0]).numel(), 0);
     assert_eq!(Tensor::scalar(2.5).item().unwrap(), 2.5);
     assert!(t.item().is_err());
@@ -23,9 +26,14 @@ fn seeded_random_is_reproducible_and_has_the_right_moments() {
     let var = v.iter().map(|&x| (x as f64 - mean).powi(2)).sum::<f64>() / v.len() as f64;
     assert!((mean - 1.0).abs() < 0.03, "mean {mean}");
     assert!((var.sqrt() - 2.0).abs() < 0.03, "std {}", var.sqrt());
-    let u = Tensor::rand_uniform([10_000], -1.0, 3.0, 1).to_vec().unwrap();
+    let u = Tensor::rand_uniform([10_000], -1.0, 3.0, 1)
+        .to_vec()
+        .unwrap();
     assert!(u.iter().all(|&x| (-1.0..3.0).contains(&x)));
-    assert_ne!(Tensor::randn([8], 0.0, 1.0, 1).to_vec().unwrap(), Tensor::randn([8], 0.0, 1.0, 2).to_vec().unwrap());
+    assert_ne!(
+        Tensor::randn([8], 0.0, 1.0, 1).to_vec().unwrap(),
+        Tensor::randn([8], 0.0, 1.0, 2).to_vec().unwrap()
+    );
 }
 
 #[test]
@@ -73,7 +81,10 @@ fn devices_resolve_without_panicking() {
     let t = Tensor::ones([3]).to_device(auto).unwrap();
     assert_eq!(t.device(), auto);
     if !engine::backend::cuda_backend_built() {
-        assert!(matches!(Device::Cuda.resolve(), Err(Error::DeviceUnavailable { .. })));
+        assert!(matches!(
+            Device::Cuda.resolve(),
+            Err(Error::DeviceUnavailable { .. })
+        ));
         assert!(Tensor::ones([3]).to_device(Device::Cuda).is_err());
     }
     assert!("tpu".parse::<Device>().is_err());

@@ -24,10 +24,14 @@ pub fn probe() -> Result<CudaInfo, String> {
     result::init().map_err(|e| format!("the CUDA driver failed to initialise: {e}"))?;
     let mut dv = 0;
     // SAFETY: the driver library is present and initialised; dv is a valid out-pointer.
-    unsafe { dsys::cuDriverGetVersion(&mut dv) }.result().map_err(|e| format!("cuDriverGetVersion: {e}"))?;
+    unsafe { dsys::cuDriverGetVersion(&mut dv) }
+        .result()
+        .map_err(|e| format!("cuDriverGetVersion: {e}"))?;
     let (mut major, mut minor) = (0, 0);
     // SAFETY: NVRTC is present; both are valid out-pointers.
-    unsafe { nsys::nvrtcVersion(&mut major, &mut minor) }.result().map_err(|e| format!("nvrtcVersion: {e:?}"))?;
+    unsafe { nsys::nvrtcVersion(&mut major, &mut minor) }
+        .result()
+        .map_err(|e| format!("nvrtcVersion: {e:?}"))?;
     let count = result::device::get_count().map_err(|e| format!("cannot count GPUs: {e}"))?;
     if count == 0 {
         return Err("the CUDA driver is present but reports no GPU".into());
@@ -41,9 +45,16 @@ pub fn probe() -> Result<CudaInfo, String> {
         let cc = |a| unsafe { result::device::get_attribute(dev, a) }.unwrap_or(0);
         let major = cc(dsys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MAJOR);
         let minor = cc(dsys::CUdevice_attribute::CU_DEVICE_ATTRIBUTE_COMPUTE_CAPABILITY_MINOR);
-        devices.push(format!("{i}: {name}, compute capability {major}.{minor}, {:.1} GiB", mem as f64 / (1u64 << 30) as f64));
+        devices.push(format!(
+            "{i}: {name}, compute capability {major}.{minor}, {:.1} GiB",
+            mem as f64 / (1u64 << 30) as f64
+        ));
     }
-    Ok(CudaInfo { driver_version: (dv / 1000, (dv % 1000) / 10), nvrtc_version: (major, minor), devices })
+    Ok(CudaInfo {
+        driver_version: (dv / 1000, (dv % 1000) / 10),
+        nvrtc_version: (major, minor),
+        devices,
+    })
 }
 
 #[cfg(not(feature = "cuda"))]

@@ -39,7 +39,13 @@ pub trait Backend: Send + Sync {
     // ---- reductions -------------------------------------------------------------------------
     fn reduce(&self, op: ReduceOp, x: &Tensor, axes: &[usize], keepdim: bool) -> Result<Tensor>;
     /// dx of `Max` given x, y = max (keepdim) and dy (keepdim): ties share the gradient.
-    fn reduce_max_backward(&self, x: &Tensor, y: &Tensor, dy: &Tensor, axes: &[usize]) -> Result<Tensor>;
+    fn reduce_max_backward(
+        &self,
+        x: &Tensor,
+        y: &Tensor,
+        dy: &Tensor,
+        axes: &[usize],
+    ) -> Result<Tensor>;
 
     // ---- matrix products --------------------------------------------------------------------
     /// [.., M, K] × [.., K, N] with equal leading dims (or rank-2 operands broadcast), either
@@ -47,20 +53,44 @@ pub trait Backend: Send + Sync {
     fn matmul(&self, a: &Tensor, b: &Tensor, trans_a: bool, trans_b: bool) -> Result<Tensor>;
 
     // ---- convolution ------------------------------------------------------------------------
-    fn conv2d(&self, x: &Tensor, w: &Tensor, bias: Option<&Tensor>, p: Conv2dParams) -> Result<Tensor>;
-    fn conv2d_backward_input(&self, dy: &Tensor, w: &Tensor, x_shape: &[usize], p: Conv2dParams) -> Result<Tensor>;
-    fn conv2d_backward_weight(&self, x: &Tensor, dy: &Tensor, w_shape: &[usize], p: Conv2dParams) -> Result<Tensor>;
+    fn conv2d(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        bias: Option<&Tensor>,
+        p: Conv2dParams,
+    ) -> Result<Tensor>;
+    fn conv2d_backward_input(
+        &self,
+        dy: &Tensor,
+        w: &Tensor,
+        x_shape: &[usize],
+        p: Conv2dParams,
+    ) -> Result<Tensor>;
+    fn conv2d_backward_weight(
+        &self,
+        x: &Tensor,
+        dy: &Tensor,
+        w_shape: &[usize],
+        p: Conv2dParams,
+    ) -> Result<Tensor>;
     /// Sum of dy over N, H, W.
     fn conv2d_backward_bias(&self, dy: &Tensor) -> Result<Tensor>;
 
     // ---- pooling and resizing ---------------------------------------------------------------
     fn avg_pool2d(&self, x: &Tensor, p: Pool2dParams) -> Result<Tensor>;
-    fn avg_pool2d_backward(&self, dy: &Tensor, x_shape: &[usize], p: Pool2dParams) -> Result<Tensor>;
+    fn avg_pool2d_backward(
+        &self,
+        dy: &Tensor,
+        x_shape: &[usize],
+        p: Pool2dParams,
+    ) -> Result<Tensor>;
     fn max_pool2d(&self, x: &Tensor, p: Pool2dParams) -> Result<Tensor>;
     /// Gradient goes to the first maximum of each window (PyTorch's choice).
     fn max_pool2d_backward(&self, x: &Tensor, dy: &Tensor, p: Pool2dParams) -> Result<Tensor>;
     fn resize2d(&self, x: &Tensor, out_hw: (usize, usize), mode: ResizeMode) -> Result<Tensor>;
-    fn resize2d_backward(&self, dy: &Tensor, x_shape: &[usize], mode: ResizeMode) -> Result<Tensor>;
+    fn resize2d_backward(&self, dy: &Tensor, x_shape: &[usize], mode: ResizeMode)
+        -> Result<Tensor>;
 
     // ---- im2col -----------------------------------------------------------------------------
     /// [N, C, H, W] -> [N, C·kH·kW, L] (torch.nn.functional.unfold).
@@ -70,25 +100,65 @@ pub trait Backend: Send + Sync {
 
     // ---- normalisation ----------------------------------------------------------------------
     /// Over H×W per (n, c), biased variance; optional per-channel affine.
-    fn instance_norm(&self, x: &Tensor, weight: Option<&Tensor>, bias: Option<&Tensor>, eps: f32) -> Result<(Tensor, NormStats)>;
+    fn instance_norm(
+        &self,
+        x: &Tensor,
+        weight: Option<&Tensor>,
+        bias: Option<&Tensor>,
+        eps: f32,
+    ) -> Result<(Tensor, NormStats)>;
     /// (dx, dweight, dbias).
-    fn instance_norm_backward(&self, x: &Tensor, weight: Option<&Tensor>, stats: &NormStats, dy: &Tensor) -> Result<(Tensor, Option<Tensor>, Option<Tensor>)>;
+    fn instance_norm_backward(
+        &self,
+        x: &Tensor,
+        weight: Option<&Tensor>,
+        stats: &NormStats,
+        dy: &Tensor,
+    ) -> Result<(Tensor, Option<Tensor>, Option<Tensor>)>;
     /// Positional normalisation: over C per (n, h, w), unbiased variance.
     fn pono(&self, x: &Tensor, eps: f32) -> Result<(Tensor, NormStats)>;
     fn pono_backward(&self, x: &Tensor, stats: &NormStats, dy: &Tensor) -> Result<Tensor>;
     /// Fused `norm(x) · (1 + γ) + β`; γ and β have x's shape.
-    fn spade_modulate(&self, x: &Tensor, gamma: &Tensor, beta: &Tensor, norm: SpadeNorm, eps: f32) -> Result<(Tensor, NormStats)>;
+    fn spade_modulate(
+        &self,
+        x: &Tensor,
+        gamma: &Tensor,
+        beta: &Tensor,
+        norm: SpadeNorm,
+        eps: f32,
+    ) -> Result<(Tensor, NormStats)>;
     /// (dx, dγ, dβ).
-    fn spade_modulate_backward(&self, x: &Tensor, gamma: &Tensor, stats: &NormStats, norm: SpadeNorm, dy: &Tensor) -> Result<(Tensor, Tensor, Tensor)>;
+    fn spade_modulate_backward(
+        &self,
+        x: &Tensor,
+        gamma: &Tensor,
+        stats: &NormStats,
+        norm: SpadeNorm,
+        dy: &Tensor,
+    ) -> Result<(Tensor, Tensor, Tensor)>;
 
     // ---- softmax and attention --------------------------------------------------------------
     /// Over the last axis.
     fn softmax(&self, x: &Tensor) -> Result<Tensor>;
     fn softmax_backward(&self, y: &Tensor, dy: &Tensor) -> Result<Tensor>;
     /// q [B,C,N], k [B,C,M], v [B,M,V] -> out [B,N,V], and A [B,N,M] when `return_attn`.
-    fn corr_warp(&self, q: &Tensor, k: &Tensor, v: &Tensor, p: CorrWarpParams, return_attn: bool) -> Result<(Tensor, Option<Tensor>)>;
+    fn corr_warp(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        p: CorrWarpParams,
+        return_attn: bool,
+    ) -> Result<(Tensor, Option<Tensor>)>;
     /// (dq, dk, dv); recomputes what it needs.
-    fn corr_warp_backward(&self, q: &Tensor, k: &Tensor, v: &Tensor, p: CorrWarpParams, dout: &Tensor) -> Result<(Tensor, Tensor, Tensor)>;
+    fn corr_warp_backward(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        p: CorrWarpParams,
+        dout: &Tensor,
+    ) -> Result<(Tensor, Tensor, Tensor)>;
 
     // ---- losses -----------------------------------------------------------------------------
     /// mean |a - b| as a scalar tensor.
@@ -100,7 +170,14 @@ pub trait Backend: Send + Sync {
 
     // ---- optimiser --------------------------------------------------------------------------
     /// Updates param, m and v in place.
-    fn adam_step(&self, param: &mut Tensor, grad: &Tensor, m: &mut Tensor, v: &mut Tensor, p: AdamParams) -> Result<()>;
+    fn adam_step(
+        &self,
+        param: &mut Tensor,
+        grad: &Tensor,
+        m: &mut Tensor,
+        v: &mut Tensor,
+        p: AdamParams,
+    ) -> Result<()>;
 }
 
 static CPU: cpu::CpuBackend = cpu::CpuBackend;
@@ -109,7 +186,10 @@ static CPU: cpu::CpuBackend = cpu::CpuBackend;
 pub fn for_device(device: Device) -> Result<&'static dyn Backend> {
     match device.resolve()? {
         Device::Cpu => Ok(&CPU),
-        d => Err(crate::Error::DeviceUnavailable { device: d.to_string(), reason: "no backend for this device in this build".into() }),
+        d => Err(crate::Error::DeviceUnavailable {
+            device: d.to_string(),
+            reason: "no backend for this device in this build".into(),
+        }),
     }
 }
 

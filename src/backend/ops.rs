@@ -56,7 +56,13 @@ pub struct Conv2dParams {
 
 impl Default for Conv2dParams {
     fn default() -> Self {
-        Conv2dParams { stride: (1, 1), padding: (0, 0), dilation: (1, 1), groups: 1, pad_mode: PadMode::Zeros }
+        Conv2dParams {
+            stride: (1, 1),
+            padding: (0, 0),
+            dilation: (1, 1),
+            groups: 1,
+            pad_mode: PadMode::Zeros,
+        }
     }
 }
 
@@ -88,10 +94,19 @@ impl Pool2dParams {
     pub fn out_size(&self, h: usize, w: usize) -> Option<(usize, usize)> {
         let ph = h + 2 * self.padding.0;
         let pw = w + 2 * self.padding.1;
-        if self.kernel.0 == 0 || self.kernel.1 == 0 || ph < self.kernel.0 || pw < self.kernel.1 || self.stride.0 == 0 || self.stride.1 == 0 {
+        if self.kernel.0 == 0
+            || self.kernel.1 == 0
+            || ph < self.kernel.0
+            || pw < self.kernel.1
+            || self.stride.0 == 0
+            || self.stride.1 == 0
+        {
             return None;
         }
-        Some(((ph - self.kernel.0) / self.stride.0 + 1, (pw - self.kernel.1) / self.stride.1 + 1))
+        Some((
+            (ph - self.kernel.0) / self.stride.0 + 1,
+            (pw - self.kernel.1) / self.stride.1 + 1,
+        ))
     }
 }
 

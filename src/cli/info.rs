@@ -21,19 +21,28 @@ pub struct InfoArgs {
 
 pub fn run(args: &InfoArgs) -> Result<()> {
     println!("engine {}", env!("CARGO_PKG_VERSION"));
-    println!("features: cuda={} video={}", cfg!(feature = "cuda"), cfg!(feature = "video"));
+    println!(
+        "features: cuda={} video={}",
+        cfg!(feature = "cuda"),
+        cfg!(feature = "video")
+    );
     println!("cpu: {} threads (rayon)", rayon::current_num_threads());
     match cuda_probe::probe() {
         Ok(info) => {
             println!(
                 "cuda: driver {}.{}, NVRTC {}.{}",
-                info.driver_version.0, info.driver_version.1, info.nvrtc_version.0, info.nvrtc_version.1
+                info.driver_version.0,
+                info.driver_version.1,
+                info.nvrtc_version.0,
+                info.nvrtc_version.1
             );
             for d in &info.devices {
                 println!("  gpu {d}");
             }
             if !engine::backend::cuda_backend_built() {
-                println!("  (the CUDA kernels are not part of this version yet: ops run on the CPU)");
+                println!(
+                    "  (the CUDA kernels are not part of this version yet: ops run on the CPU)"
+                );
             }
         }
         Err(reason) => println!("cuda: not available: {reason}"),
@@ -53,8 +62,10 @@ pub fn run(args: &InfoArgs) -> Result<()> {
 /// The config JSON, then one row per network: parameters (M) and forward GMACs at batch 1.
 fn print_model(name: &str, label: Option<&str>) -> Result<()> {
     let mut cfg = if name.ends_with(".json") {
-        let json = std::fs::read_to_string(name)
-            .map_err(|e| Error::Io { path: name.into(), source: e })?;
+        let json = std::fs::read_to_string(name).map_err(|e| Error::Io {
+            path: name.into(),
+            source: e,
+        })?;
         ModelConfig::from_json(&json).map_err(|e| Error::file(name, e.to_string()))?
     } else {
         ModelConfig::preset(name)?
@@ -72,9 +83,18 @@ fn print_model(name: &str, label: Option<&str>) -> Result<()> {
     let counts = count(&cfg)?;
     println!("model config `{}`:\n{}", cfg.name, cfg.to_json()?);
     let s = cfg.image_size;
-    println!("{:<24} {:>12} {:>14}", "network", "params (M)", format!("GMAC @{s}²"));
+    println!(
+        "{:<24} {:>12} {:>14}",
+        "network",
+        "params (M)",
+        format!("GMAC @{s}²")
+    );
     for (name, c, note) in counts.rows() {
-        let row = format!("{name:<24} {:>12.3} {:>14.3}  {note}", c.mparams(), c.gmacs());
+        let row = format!(
+            "{name:<24} {:>12.3} {:>14.3}  {note}",
+            c.mparams(),
+            c.gmacs()
+        );
         println!("{}", row.trim_end());
     }
     Ok(())
@@ -91,7 +111,11 @@ fn print_video() {
                 "video: FFmpeg libavcodec {}, libavformat {}; H.264 encoder: {}",
                 v(ff::codec::version()),
                 v(ff::format::version()),
-                if h264 { "yes" } else { "no (MPEG-4 Part 2 fallback)" }
+                if h264 {
+                    "yes"
+                } else {
+                    "no (MPEG-4 Part 2 fallback)"
+                }
             );
         }
         Err(e) => println!("video: FFmpeg failed to initialise: {e}"),

@@ -30,8 +30,9 @@ impl Device {
                 } else {
                     Err(Error::DeviceUnavailable {
                         device: "cuda".into(),
-                        reason: "a GPU was found, but the CUDA kernels are not part of this version yet"
-                            .into(),
+                        reason:
+                            "a GPU was found, but the CUDA kernels are not part of this version yet"
+                                .into(),
                     })
                 }
             }
@@ -56,7 +57,10 @@ impl std::str::FromStr for Device {
             "cpu" => Ok(Device::Cpu),
             "cuda" | "gpu" => Ok(Device::Cuda),
             "auto" => Ok(Device::Auto),
-            _ => Err(Error::invalid("device", format!("unknown device '{s}' (expected cpu, cuda or auto)"))),
+            _ => Err(Error::invalid(
+                "device",
+                format!("unknown device '{s}' (expected cpu, cuda or auto)"),
+            )),
         }
     }
 }

@@ -39,15 +39,26 @@ impl Tensor {
         if data.len() != shape.numel() {
             return Err(Error::shape(
                 "from_vec",
-                format!("{} values for shape {:?} ({} elements)", data.len(), shape, shape.numel()),
+                format!(
+                    "{} values for shape {:?} ({} elements)",
+                    data.len(),
+                    shape,
+                    shape.numel()
+                ),
             ));
         }
-        Ok(Tensor { shape, storage: Storage::Cpu(Arc::new(data)) })
+        Ok(Tensor {
+            shape,
+            storage: Storage::Cpu(Arc::new(data)),
+        })
     }
     pub fn full(value: f32, shape: impl Into<Shape>) -> Tensor {
         let shape = shape.into();
         let n = shape.numel();
-        Tensor { shape, storage: Storage::Cpu(Arc::new(vec![value; n])) }
+        Tensor {
+            shape,
+            storage: Storage::Cpu(Arc::new(vec![value; n])),
+        }
     }
     pub fn zeros(shape: impl Into<Shape>) -> Tensor {
         Self::full(0.0, shape)
@@ -62,15 +73,25 @@ impl Tensor {
     pub fn randn(shape: impl Into<Shape>, mean: f32, std: f32, seed: u64) -> Tensor {
         let shape = shape.into();
         let mut rng = Rng::new(seed);
-        let data = (0..shape.numel()).map(|_| mean + std * rng.normal() as f32).collect();
-        Tensor { shape, storage: Storage::Cpu(Arc::new(data)) }
+        let data = (0..shape.numel())
+            .map(|_| mean + std * rng.normal() as f32)
+            .collect();
+        Tensor {
+            shape,
+            storage: Storage::Cpu(Arc::new(data)),
+        }
     }
     /// Uniform [lo, hi) samples from a seed.
     pub fn rand_uniform(shape: impl Into<Shape>, lo: f32, hi: f32, seed: u64) -> Tensor {
         let shape = shape.into();
         let mut rng = Rng::new(seed);
-        let data = (0..shape.numel()).map(|_| lo + (hi - lo) * rng.uniform() as f32).collect();
-        Tensor { shape, storage: Storage::Cpu(Arc::new(data)) }
+        let data = (0..shape.numel())
+            .map(|_| lo + (hi - lo) * rng.uniform() as f32)
+            .collect();
+        Tensor {
+            shape,
+            storage: Storage::Cpu(Arc::new(data)),
+        }
     }
 
     // ---- accessors ------------------------------------------------------------------------
@@ -114,15 +135,24 @@ impl Tensor {
     /// The single value of a one-element tensor.
     pub fn item(&self) -> Result<f32> {
         if self.numel() != 1 {
-            return Err(Error::shape("item", format!("tensor of shape {:?} is not a scalar", self.shape)));
+            return Err(Error::shape(
+                "item",
+                format!("tensor of shape {:?} is not a scalar", self.shape),
+            ));
         }
         Ok(self.cpu_data()?[0])
     }
     /// Copies to a device (host<->device). Only the CPU exists until the CUDA backend lands.
     pub fn to_device(&self, device: Device) -> Result<Tensor> {
         match device.resolve()? {
-            Device::Cpu => Ok(Tensor { shape: self.shape.clone(), storage: Storage::Cpu(Arc::new(self.to_vec()?)) }),
-            d => Err(Error::DeviceUnavailable { device: d.to_string(), reason: "no tensor storage for this device in this build".into() }),
+            Device::Cpu => Ok(Tensor {
+                shape: self.shape.clone(),
+                storage: Storage::Cpu(Arc::new(self.to_vec()?)),
+            }),
+            d => Err(Error::DeviceUnavailable {
+                device: d.to_string(),
+                reason: "no tensor storage for this device in this build".into(),
+            }),
         }
     }
     /// True when both tensors share the same storage buffer (no copy was made).
@@ -144,7 +174,10 @@ impl Tensor {
         }
         if inferred == 1 {
             if known == 0 || self.numel() % known != 0 {
-                return Err(Error::shape("reshape", format!("cannot infer a dim of {:?} from {:?}", dims, self.shape)));
+                return Err(Error::shape(
+                    "reshape",
+                    format!("cannot infer a dim of {:?} from {:?}", dims, self.shape),
+                ));
             }
             for d in dims.iter_mut().filter(|d| **d == usize::MAX) {
                 *d = self.numel() / known;
@@ -152,9 +185,15 @@ impl Tensor {
         }
         let shape = Shape(dims);
         if shape.numel() != self.numel() {
-            return Err(Error::shape("reshape", format!("{:?} -> {:?} changes the element count", self.shape, shape)));
+            return Err(Error::shape(
+                "reshape",
+                format!("{:?} -> {:?} changes the element count", self.shape, shape),
+            ));
         }
-        Ok(Tensor { shape, storage: self.storage.clone() })
+        Ok(Tensor {
+            shape,
+            storage: self.storage.clone(),
+        })
     }
 
     // ---- copies through the backend -------------------------------------------------------
@@ -167,7 +206,9 @@ impl Tensor {
         crate::backend::for_tensor(self)?.narrow(self, axis, start, len)
     }
     pub fn concat(xs: &[&Tensor], axis: usize) -> Result<Tensor> {
-        let first = xs.first().ok_or_else(|| Error::invalid("concat", "no tensors"))?;
+        let first = xs
+            .first()
+            .ok_or_else(|| Error::invalid("concat", "no tensors"))?;
         crate::backend::for_tensor(first)?.concat(xs, axis)
     }
 }

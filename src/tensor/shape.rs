@@ -31,7 +31,10 @@ impl Shape {
         if axis < self.rank() {
             Ok(axis)
         } else {
-            Err(Error::invalid(op, format!("axis {axis} out of range for shape {self:?}")))
+            Err(Error::invalid(
+                op,
+                format!("axis {axis} out of range for shape {self:?}"),
+            ))
         }
     }
     /// NumPy broadcasting of two shapes (aligned on the right).
@@ -39,13 +42,26 @@ impl Shape {
         let r = a.rank().max(b.rank());
         let mut out = vec![0; r];
         for i in 0..r {
-            let da = if i + a.rank() >= r { a.0[i + a.rank() - r] } else { 1 };
-            let db = if i + b.rank() >= r { b.0[i + b.rank() - r] } else { 1 };
+            let da = if i + a.rank() >= r {
+                a.0[i + a.rank() - r]
+            } else {
+                1
+            };
+            let db = if i + b.rank() >= r {
+                b.0[i + b.rank() - r]
+            } else {
+                1
+            };
             out[i] = match (da, db) {
                 (x, y) if x == y => x,
                 (1, y) => y,
                 (x, 1) => x,
-                _ => return Err(Error::shape(op, format!("cannot broadcast {a:?} with {b:?}"))),
+                _ => {
+                    return Err(Error::shape(
+                        op,
+                        format!("cannot broadcast {a:?} with {b:?}"),
+                    ))
+                }
             };
         }
         Ok(Shape(out))

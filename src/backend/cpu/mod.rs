@@ -27,7 +27,10 @@ pub struct CpuBackend;
 pub(crate) fn dims4(op: &'static str, x: &Tensor) -> Result<[usize; 4]> {
     match *x.dims() {
         [n, c, h, w] => Ok([n, c, h, w]),
-        _ => Err(Error::shape(op, format!("expected an NCHW tensor, got {:?}", x.shape()))),
+        _ => Err(Error::shape(
+            op,
+            format!("expected an NCHW tensor, got {:?}", x.shape()),
+        )),
     }
 }
 
@@ -36,7 +39,10 @@ pub(crate) fn same_shape(op: &'static str, a: &Tensor, b: &Tensor) -> Result<()>
     if a.dims() == b.dims() {
         Ok(())
     } else {
-        Err(Error::shape(op, format!("{:?} vs {:?}", a.shape(), b.shape())))
+        Err(Error::shape(
+            op,
+            format!("{:?} vs {:?}", a.shape(), b.shape()),
+        ))
     }
 }
 
@@ -77,19 +83,43 @@ impl Backend for CpuBackend {
     fn reduce(&self, op: ReduceOp, x: &Tensor, axes: &[usize], keepdim: bool) -> Result<Tensor> {
         reduce::reduce(op, x, axes, keepdim)
     }
-    fn reduce_max_backward(&self, x: &Tensor, y: &Tensor, dy: &Tensor, axes: &[usize]) -> Result<Tensor> {
+    fn reduce_max_backward(
+        &self,
+        x: &Tensor,
+        y: &Tensor,
+        dy: &Tensor,
+        axes: &[usize],
+    ) -> Result<Tensor> {
         reduce::reduce_max_backward(x, y, dy, axes)
     }
     fn matmul(&self, a: &Tensor, b: &Tensor, trans_a: bool, trans_b: bool) -> Result<Tensor> {
         matmul::matmul(a, b, trans_a, trans_b)
     }
-    fn conv2d(&self, x: &Tensor, w: &Tensor, bias: Option<&Tensor>, p: Conv2dParams) -> Result<Tensor> {
+    fn conv2d(
+        &self,
+        x: &Tensor,
+        w: &Tensor,
+        bias: Option<&Tensor>,
+        p: Conv2dParams,
+    ) -> Result<Tensor> {
         conv::conv2d(x, w, bias, p)
     }
-    fn conv2d_backward_input(&self, dy: &Tensor, w: &Tensor, x_shape: &[usize], p: Conv2dParams) -> Result<Tensor> {
+    fn conv2d_backward_input(
+        &self,
+        dy: &Tensor,
+        w: &Tensor,
+        x_shape: &[usize],
+        p: Conv2dParams,
+    ) -> Result<Tensor> {
         conv::conv2d_backward_input(dy, w, x_shape, p)
     }
-    fn conv2d_backward_weight(&self, x: &Tensor, dy: &Tensor, w_shape: &[usize], p: Conv2dParams) -> Result<Tensor> {
+    fn conv2d_backward_weight(
+        &self,
+        x: &Tensor,
+        dy: &Tensor,
+        w_shape: &[usize],
+        p: Conv2dParams,
+    ) -> Result<Tensor> {
         conv::conv2d_backward_weight(x, dy, w_shape, p)
     }
     fn conv2d_backward_bias(&self, dy: &Tensor) -> Result<Tensor> {
@@ -98,7 +128,12 @@ impl Backend for CpuBackend {
     fn avg_pool2d(&self, x: &Tensor, p: Pool2dParams) -> Result<Tensor> {
         pool::avg_pool2d(x, p)
     }
-    fn avg_pool2d_backward(&self, dy: &Tensor, x_shape: &[usize], p: Pool2dParams) -> Result<Tensor> {
+    fn avg_pool2d_backward(
+        &self,
+        dy: &Tensor,
+        x_shape: &[usize],
+        p: Pool2dParams,
+    ) -> Result<Tensor> {
         pool::avg_pool2d_backward(dy, x_shape, p)
     }
     fn max_pool2d(&self, x: &Tensor, p: Pool2dParams) -> Result<Tensor> {
@@ -110,7 +145,12 @@ impl Backend for CpuBackend {
     fn resize2d(&self, x: &Tensor, out_hw: (usize, usize), mode: ResizeMode) -> Result<Tensor> {
         resize::resize2d(x, out_hw, mode)
     }
-    fn resize2d_backward(&self, dy: &Tensor, x_shape: &[usize], mode: ResizeMode) -> Result<Tensor> {
+    fn resize2d_backward(
+        &self,
+        dy: &Tensor,
+        x_shape: &[usize],
+        mode: ResizeMode,
+    ) -> Result<Tensor> {
         resize::resize2d_backward(dy, x_shape, mode)
     }
     fn unfold(&self, x: &Tensor, p: UnfoldParams) -> Result<Tensor> {
@@ -119,10 +159,22 @@ impl Backend for CpuBackend {
     fn fold(&self, cols: &Tensor, out_hw: (usize, usize), p: UnfoldParams) -> Result<Tensor> {
         unfold::fold(cols, out_hw, p)
     }
-    fn instance_norm(&self, x: &Tensor, weight: Option<&Tensor>, bias: Option<&Tensor>, eps: f32) -> Result<(Tensor, NormStats)> {
+    fn instance_norm(
+        &self,
+        x: &Tensor,
+        weight: Option<&Tensor>,
+        bias: Option<&Tensor>,
+        eps: f32,
+    ) -> Result<(Tensor, NormStats)> {
         norm::instance_norm(x, weight, bias, eps)
     }
-    fn instance_norm_backward(&self, x: &Tensor, weight: Option<&Tensor>, stats: &NormStats, dy: &Tensor) -> Result<(Tensor, Option<Tensor>, Option<Tensor>)> {
+    fn instance_norm_backward(
+        &self,
+        x: &Tensor,
+        weight: Option<&Tensor>,
+        stats: &NormStats,
+        dy: &Tensor,
+    ) -> Result<(Tensor, Option<Tensor>, Option<Tensor>)> {
         norm::instance_norm_backward(x, weight, stats, dy)
     }
     fn pono(&self, x: &Tensor, eps: f32) -> Result<(Tensor, NormStats)> {
@@ -131,10 +183,24 @@ impl Backend for CpuBackend {
     fn pono_backward(&self, x: &Tensor, stats: &NormStats, dy: &Tensor) -> Result<Tensor> {
         norm::pono_backward(x, stats, dy)
     }
-    fn spade_modulate(&self, x: &Tensor, gamma: &Tensor, beta: &Tensor, norm: SpadeNorm, eps: f32) -> Result<(Tensor, NormStats)> {
+    fn spade_modulate(
+        &self,
+        x: &Tensor,
+        gamma: &Tensor,
+        beta: &Tensor,
+        norm: SpadeNorm,
+        eps: f32,
+    ) -> Result<(Tensor, NormStats)> {
         norm::spade_modulate(x, gamma, beta, norm, eps)
     }
-    fn spade_modulate_backward(&self, x: &Tensor, gamma: &Tensor, stats: &NormStats, norm: SpadeNorm, dy: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
+    fn spade_modulate_backward(
+        &self,
+        x: &Tensor,
+        gamma: &Tensor,
+        stats: &NormStats,
+        norm: SpadeNorm,
+        dy: &Tensor,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
         norm::spade_modulate_backward(x, gamma, stats, norm, dy)
     }
     fn softmax(&self, x: &Tensor) -> Result<Tensor> {
@@ -143,10 +209,24 @@ impl Backend for CpuBackend {
     fn softmax_backward(&self, y: &Tensor, dy: &Tensor) -> Result<Tensor> {
         softmax::softmax_backward(y, dy)
     }
-    fn corr_warp(&self, q: &Tensor, k: &Tensor, v: &Tensor, p: CorrWarpParams, return_attn: bool) -> Result<(Tensor, Option<Tensor>)> {
+    fn corr_warp(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        p: CorrWarpParams,
+        return_attn: bool,
+    ) -> Result<(Tensor, Option<Tensor>)> {
         corr_warp::corr_warp(q, k, v, p, return_attn)
     }
-    fn corr_warp_backward(&self, q: &Tensor, k: &Tensor, v: &Tensor, p: CorrWarpParams, dout: &Tensor) -> Result<(Tensor, Tensor, Tensor)> {
+    fn corr_warp_backward(
+        &self,
+        q: &Tensor,
+        k: &Tensor,
+        v: &Tensor,
+        p: CorrWarpParams,
+        dout: &Tensor,
+    ) -> Result<(Tensor, Tensor, Tensor)> {
         corr_warp::corr_warp_backward(q, k, v, p, dout)
     }
     fn l1_loss(&self, a: &Tensor, b: &Tensor) -> Result<Tensor> {
@@ -161,7 +241,14 @@ impl Backend for CpuBackend {
     fn mse_loss_backward(&self, a: &Tensor, b: &Tensor, dloss: f32) -> Result<Tensor> {
         loss::mse_loss_backward(a, b, dloss)
     }
-    fn adam_step(&self, param: &mut Tensor, grad: &Tensor, m: &mut Tensor, v: &mut Tensor, p: AdamParams) -> Result<()> {
+    fn adam_step(
+        &self,
+        param: &mut Tensor,
+        grad: &Tensor,
+        m: &mut Tensor,
+        v: &mut Tensor,
+        p: AdamParams,
+    ) -> Result<()> {
         adam::adam_step(param, grad, m, v, p)
     }
 }

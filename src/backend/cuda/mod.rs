@@ -4,4 +4,5 @@
 
 pub mod compile;
 pub mod kernels;
+pub mod launch;
 pub mod params;
