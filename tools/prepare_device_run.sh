@@ -30,6 +30,7 @@ print(exe)
 
 echo "building tests/cuda_vs_cpu.rs ..." >&2
 test_exe=$(cargo test "${FEATURES[@]}" --test cuda_vs_cpu --no-run --message-format=json | executable_of cuda_vs_cpu)
+tensor_exe=$(cargo test "${FEATURES[@]}" --test cuda_tensor --no-run --message-format=json | executable_of cuda_tensor)
 echo "building benches/cuda_kernels.rs ..." >&2
 bench_exe=$(cargo bench "${FEATURES[@]}" --bench cuda_kernels --no-run --message-format=json | executable_of cuda_kernels)
 
@@ -38,7 +39,8 @@ mkdir -p device_run
 # Debug info would take the test binary past the 64 MiB the device tool carries.
 objcopy --strip-debug "$test_exe" device_run/cuda_vs_cpu
 objcopy --strip-debug "$bench_exe" device_run/cuda_kernels
-chmod +x device_run/cuda_vs_cpu device_run/cuda_kernels
+objcopy --strip-debug "$tensor_exe" device_run/cuda_tensor
+chmod +x device_run/cuda_vs_cpu device_run/cuda_kernels device_run/cuda_tensor
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 dirty=$(git status --porcelain 2>/dev/null | head -1)
 echo "$commit${dirty:+ (with uncommitted changes)}, built $(date -u +%FT%TZ)" >device_run/BUILD
@@ -68,6 +70,8 @@ fi
 echo "LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}"
 
 export ENGINE_REQUIRE_GPU=1 RUST_BACKTRACE=1
+echo "=== tests (cuda_tensor: host<->device copies) ==="
+timeout 60 "$here/cuda_tensor" --ignored --test-threads=1 --nocapture 2>&1 | tail -12
 echo "=== tests (cuda_vs_cpu) ==="
 # One process per test, in priority order: a kernel fault poisons the CUDA context of its
 # process, and must not take the other families down with it. 240 s for all of them together.

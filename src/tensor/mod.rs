@@ -17,6 +17,10 @@ use std::sync::Arc;
 #[derive(Clone)]
 pub enum Storage {
     Cpu(Arc<Vec<f32>>),
+    /// Device memory on the process-wide GPU (`backend::cuda::launch::global`). Ops on it need
+    /// the CUDA backend; copies to and from the host work already.
+    #[cfg(feature = "cuda")]
+    Cuda(Arc<cudarc::driver::CudaSlice<f32>>),
 }
 
 #[derive(Clone)]
@@ -111,6 +115,8 @@ impl Tensor {
     pub fn device(&self) -> Device {
         match self.storage {
             Storage::Cpu(_) => Device::Cpu,
+            #[cfg(feature = "cuda")]
+            Storage::Cuda(_) => Device::Cuda,
         }
     }
     pub fn storage(&self) -> &Storage {
@@ -120,17 +126,37 @@ impl Tensor {
     pub fn cpu_data(&self) -> Result<&[f32]> {
         match &self.storage {
             Storage::Cpu(v) => Ok(v),
+            #[cfg(feature = "cuda")]
+            Storage::Cuda(_) => Err(Self::on_gpu("cpu_data")),
         }
     }
     /// Mutable values; copies the storage first if another tensor shares it.
     pub fn data_mut(&mut self) -> Result<&mut [f32]> {
         match &mut self.storage {
             Storage::Cpu(v) => Ok(Arc::make_mut(v).as_mut_slice()),
+            #[cfg(feature = "cuda")]
+            Storage::Cuda(_) => Err(Self::on_gpu("data_mut")),
+        }
+    }
+    #[cfg(feature = "cuda")]
+    fn on_gpu(op: &'static str) -> Error {
+        Error::DeviceMismatch {
+            op,
+            a: "cuda".into(),
+            b: "cpu (copy with to_device(Device::Cpu) first)".into(),
         }
     }
     /// A host copy of the values, from any device.
     pub fn to_vec(&self) -> Result<Vec<f32>> {
-        Ok(self.cpu_data()?.to_vec())
+        match &self.storage {
+            Storage::Cpu(v) => Ok(v.to_vec()),
+            #[cfg(feature = "cuda")]
+            Storage::Cuda(d) => {
+                let mut host = crate::backend::cuda::launch::global()?.download(d)?;
+                host.truncate(self.numel()); // empty tensors hold one padding element
+                Ok(host)
+            }
+        }
     }
     /// The single value of a one-element tensor.
     pub fn item(&self) -> Result<f32> {
@@ -142,23 +168,48 @@ impl Tensor {
         }
         Ok(self.cpu_data()?[0])
     }
-    /// Copies to a device (host<->device). Only the CPU exists until the CUDA backend lands.
+    /// Copies to a device (host->device, device->host). `Auto` picks the device whose backend can
+    /// run ops; `Cuda` only needs a GPU (ops on it need the CUDA backend).
     pub fn to_device(&self, device: Device) -> Result<Tensor> {
-        match device.resolve()? {
-            Device::Cpu => Ok(Tensor {
+        let target = if device == Device::Auto {
+            device.resolve()?
+        } else {
+            device
+        };
+        if target == Device::Cpu {
+            return Ok(Tensor {
                 shape: self.shape.clone(),
                 storage: Storage::Cpu(Arc::new(self.to_vec()?)),
-            }),
-            d => Err(Error::DeviceUnavailable {
-                device: d.to_string(),
-                reason: "no tensor storage for this device in this build".into(),
-            }),
+            });
         }
+        self.to_cuda()
+    }
+    #[cfg(feature = "cuda")]
+    fn to_cuda(&self) -> Result<Tensor> {
+        let gpu = crate::backend::cuda::launch::global()?;
+        let host = self.to_vec()?;
+        // A zero-length allocation is an error in the driver: empty tensors hold one padding value.
+        let dev = gpu.upload(if host.is_empty() { &[0.0] } else { &host })?;
+        Ok(Tensor {
+            shape: self.shape.clone(),
+            storage: Storage::Cuda(Arc::new(dev)),
+        })
+    }
+    #[cfg(not(feature = "cuda"))]
+    fn to_cuda(&self) -> Result<Tensor> {
+        Err(Error::DeviceUnavailable {
+            device: "cuda".into(),
+            reason: "this build has no CUDA support (rebuild with the `cuda` feature)".into(),
+        })
     }
     /// True when both tensors share the same storage buffer (no copy was made).
     pub fn shares_storage(&self, other: &Tensor) -> bool {
         match (&self.storage, &other.storage) {
             (Storage::Cpu(a), Storage::Cpu(b)) => Arc::ptr_eq(a, b),
+            #[cfg(feature = "cuda")]
+            (Storage::Cuda(a), Storage::Cuda(b)) => Arc::ptr_eq(a, b),
+            #[cfg(feature = "cuda")]
+            _ => false,
         }
     }
 

@@ -1004,3 +1004,15 @@ pub fn corr_warp_backward(
     let dk = back(m, &saved.kh, &saved.k_norms, &dkh)?;
     Ok((dq, dk, dv))
 }
+
+/// The process-wide GPU (GPU 0), opened on first use; the reason it cannot be opened is kept, so
+/// later calls answer the same error without retrying the driver.
+pub fn global() -> Result<&'static Gpu> {
+    static GPU: std::sync::OnceLock<std::result::Result<Gpu, String>> = std::sync::OnceLock::new();
+    GPU.get_or_init(|| Gpu::new().map_err(|e| e.to_string()))
+        .as_ref()
+        .map_err(|reason| Error::DeviceUnavailable {
+            device: "cuda".into(),
+            reason: reason.clone(),
+        })
+}

@@ -1,0 +1,66 @@
+//! Tensors on the GPU: host->device->host copies are exact, and a CUDA tensor used where host
+//! values or CUDA ops are needed gives a typed error, not a panic. Ignored without a GPU; run on
+//! the lent GPU machine (`--ignored`).
+#![cfg(feature = "cuda")]
+
+use engine::{Device, Error, Tensor};
+
+fn gpu_present() -> bool {
+    match engine::backend::cuda_probe::probe() {
+        Ok(_) => true,
+        Err(reason) => {
+            assert!(
+                std::env::var("ENGINE_REQUIRE_GPU").is_err(),
+                "no GPU: {reason}"
+            );
+            println!("no GPU: skipped ({reason})");
+            false
+        }
+    }
+}
+
+#[test]
+#[ignore]
+fn host_device_round_trip_is_exact() {
+    if !gpu_present() {
+        return;
+    }
+    for (i, shape) in [vec![0usize], vec![1], vec![3, 5, 7], vec![1_000_003]]
+        .into_iter()
+        .enumerate()
+    {
+        let t = Tensor::randn(shape.clone(), 0.0, 1.0, i as u64);
+        let d = t.to_device(Device::Cuda).unwrap();
+        assert_eq!(d.device(), Device::Cuda);
+        assert_eq!(d.dims(), &shape[..]);
+        let d2 = d.to_device(Device::Cuda).unwrap(); // device -> host -> device
+        let back = d2.to_device(Device::Cpu).unwrap();
+        assert_eq!(back.device(), Device::Cpu);
+        assert_eq!(
+            back.to_vec().unwrap(),
+            t.to_vec().unwrap(),
+            "shape {shape:?}"
+        );
+        assert_eq!(d.to_vec().unwrap(), t.to_vec().unwrap());
+        assert!(d.reshape([usize::MAX]).unwrap().shares_storage(&d));
+        println!("round trip {shape:?} ok");
+    }
+}
+
+#[test]
+#[ignore]
+fn cuda_tensors_give_typed_errors_where_host_values_are_needed() {
+    if !gpu_present() {
+        return;
+    }
+    let d = Tensor::ones([4, 4]).to_device(Device::Cuda).unwrap();
+    assert!(matches!(d.cpu_data(), Err(Error::DeviceMismatch { .. })));
+    let mut m = d.clone();
+    assert!(m.data_mut().is_err());
+    // No CUDA ops yet: asking for them is a typed error naming the device.
+    assert!(matches!(
+        d.permute(&[1, 0]),
+        Err(Error::DeviceUnavailable { .. })
+    ));
+    println!("typed errors ok");
+}
