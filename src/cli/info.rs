@@ -97,6 +97,11 @@ fn print_model(name: &str, label: Option<&str>) -> Result<()> {
         );
         println!("{}", row.trim_end());
     }
+    let f = cfg.face_crop;
+    println!(
+        "(temporal rows: window l = {}; face rows: GMAC @{f}², one face crop)",
+        cfg.temporal_window
+    );
     Ok(())
 }
 

@@ -136,6 +136,16 @@ pub struct ModelConfig {
     pub temporal_window: usize,
     /// Face crop side at `image_size` (64 at 256²).
     pub face_crop: usize,
+    /// Base width of the face residual generator G2 (first conv; doubles per downsampling).
+    pub face_ngf: usize,
+    /// Stride-2 downsamplings (and ×2 upsamplings) of G2.
+    pub face_down: usize,
+    /// Residual blocks at G2's bottleneck.
+    pub face_blocks: usize,
+    /// Base width of the face PatchGAN D2.
+    pub face_ndf: usize,
+    /// Stride-2 4×4 convs of D2 (3 = the 70×70 PatchGAN).
+    pub face_d_layers: usize,
     /// Global pose normalisation: `head` (the paper's eq. 1), `ankle` (Everybody Dance Now), `none`.
     #[serde(with = "pose_norm_serde")]
     pub pose_normalization: NormalizationKind,
@@ -157,6 +167,8 @@ impl ModelConfig {
                 ngf: 32,
                 ndf: 32,
                 spade_hidden: 64,
+                face_ngf: 32,
+                face_ndf: 32,
                 ..paper
             },
             "tiny" => ModelConfig {
@@ -167,6 +179,11 @@ impl ModelConfig {
                 ndf: 8,
                 spade_hidden: 16,
                 face_crop: 16,
+                face_ngf: 8,
+                face_blocks: 2,
+                face_ndf: 8,
+                // 16² crops: two stride-2 layers leave a 4² map for the two stride-1 4×4 convs.
+                face_d_layers: 2,
                 ..paper
             },
             _ => {
@@ -201,6 +218,14 @@ impl ModelConfig {
             num_d: 2,
             temporal_window: 2,
             face_crop: 64,
+            // Everybody Dance Now's face GAN (pix2pixHD global generator shape on the 64² crop,
+            // our reading of its code): 64 wide, 2 downsamplings, 5 residual blocks; D2 a 70×70
+            // PatchGAN, 64 wide, one scale.
+            face_ngf: 64,
+            face_down: 2,
+            face_blocks: 5,
+            face_ndf: 64,
+            face_d_layers: 3,
             pose_normalization: NormalizationKind::Head,
             init_gain: 0.02,
             loss: LossConfig {
@@ -278,6 +303,16 @@ impl ModelConfig {
         self.temporal_window * (self.label_channels() + 3)
     }
 
+    /// Conditioning of the temporal generator G1: G's conditioning + the previous l−1 frames.
+    pub fn temporal_cond_channels(&self) -> usize {
+        self.generator_cond_channels() + 3 * (self.temporal_window - 1)
+    }
+
+    /// Input of the face generator G2 and the face discriminator D2: label crop + image crop.
+    pub fn face_in_channels(&self) -> usize {
+        self.label_channels() + 3
+    }
+
     /// Checks every field; shape problems of the networks surface through `count`.
     pub fn validate(&self) -> Result<()> {
         let bad = |detail: String| Err(Error::invalid("model_config", detail));
@@ -296,6 +331,10 @@ impl ModelConfig {
             ("num_d", self.num_d),
             ("temporal_window", self.temporal_window),
             ("face_crop", self.face_crop),
+            ("face_ngf", self.face_ngf),
+            ("face_down", self.face_down),
+            ("face_ndf", self.face_ndf),
+            ("face_d_layers", self.face_d_layers),
         ] {
             if v == 0 {
                 return bad(format!("{name} must be at least 1"));
@@ -324,6 +363,19 @@ impl ModelConfig {
             return bad(format!(
                 "face_crop {} exceeds image_size {s}",
                 self.face_crop
+            ));
+        }
+        // G2 halves the crop `face_down` times and reflect-pads by 1 at the bottleneck.
+        let f = self.face_crop;
+        if f < 8
+            || self.face_down >= usize::BITS as usize
+            || !f.is_multiple_of(1 << self.face_down)
+            || (f >> self.face_down) < 2
+        {
+            return bad(format!(
+                "face_crop {f}: must be at least 8 and a multiple of 2^face_down (face_down {}) \
+                 leaving at least 2 pixels at the bottleneck",
+                self.face_down
             ));
         }
         let positive = [
@@ -477,6 +529,7 @@ mod tests {
         };
         assert_eq!((c.label_channels(), c.generator_cond_channels()), (20, 23));
         assert_eq!(c.temporal_in_channels(), 46);
+        assert_eq!(c.temporal_cond_channels(), 26);
     }
 
     #[test]
@@ -527,6 +580,19 @@ mod tests {
             // Three scales of a 64² image leave a 16² last scale: too small for the PatchGAN.
             ModelConfig {
                 num_d: 3,
+                ..ok.clone()
+            },
+            // G2 cannot halve a 16² crop five times; D2 cannot run four stride-2 layers on it.
+            ModelConfig {
+                face_down: 5,
+                ..ok.clone()
+            },
+            ModelConfig {
+                face_d_layers: 4,
+                ..ok.clone()
+            },
+            ModelConfig {
+                face_ngf: 0,
                 ..ok.clone()
             },
         ];

@@ -11,6 +11,7 @@ use crate::error::Result;
 use crate::model::config::ModelConfig;
 use crate::model::correspondence::{CorrCounts, CorrespondenceSpec};
 use crate::model::discriminator::DiscriminatorSpec;
+use crate::model::face::{FaceDiscriminatorSpec, FaceGeneratorSpec};
 use crate::model::generator::{GeneratorCounts, GeneratorSpec};
 use std::cell::Cell;
 use std::iter::Sum;
@@ -92,6 +93,12 @@ pub struct ModelCounts {
     pub discriminator: Count,
     /// Temporal discriminator D1 over one window of l frames.
     pub temporal_discriminator: Count,
+    /// Temporal generator G1 (G with the previous l−1 frames in its conditioning).
+    pub temporal_generator: GeneratorCounts,
+    /// Face residual generator G2, one face crop.
+    pub face_generator: Count,
+    /// Face PatchGAN D2, one face crop.
+    pub face_discriminator: Count,
 }
 
 impl ModelCounts {
@@ -123,10 +130,17 @@ impl ModelCounts {
             ("generator side total", self.generator_side(), ""),
             ("disc", self.discriminator, "all scales, per image"),
             (
+                "temporal gen",
+                self.temporal_generator.total,
+                "G1: gen + previous frames",
+            ),
+            (
                 "temporal disc",
                 self.temporal_discriminator,
-                "all scales, per window",
+                "D1: all scales, per window",
             ),
+            ("face gen", self.face_generator, "G2: per face crop"),
+            ("face disc", self.face_discriminator, "D2: per face crop"),
         ]);
         rows
     }
@@ -139,6 +153,9 @@ pub fn count(cfg: &ModelConfig) -> Result<ModelCounts> {
         generator: GeneratorSpec::from_config(cfg).count()?,
         discriminator: DiscriminatorSpec::from_config(cfg).count()?,
         temporal_discriminator: DiscriminatorSpec::temporal(cfg).count()?,
+        temporal_generator: GeneratorSpec::with_cond(cfg, cfg.temporal_cond_channels()).count()?,
+        face_generator: FaceGeneratorSpec::from_config(cfg).count()?,
+        face_discriminator: FaceDiscriminatorSpec::from_config(cfg).count()?,
     })
 }
 
@@ -158,6 +175,26 @@ mod tests {
         assert_eq!((inner, outer), (3, 6));
         let (_, none) = measure_macs(|| ());
         assert_eq!(none, 0);
+    }
+
+    /// G1 differs from G only by the 3·(l−1) extra conditioning channels of the first conv and
+    /// of every SPADE MLP's first conv (3×3, `spade_hidden` out): 7 blocks, 2 or 3 SPADE layers
+    /// each (a shortcut SPADE where fin ≠ fout: up_0 … up_3).
+    #[test]
+    fn temporal_generator_adds_only_conditioning_inputs() {
+        let cfg = ModelConfig::preset("paper").unwrap();
+        let c = count(&cfg).unwrap();
+        let extra = 3 * (cfg.temporal_window as u64 - 1);
+        let spade_layers = 7 * 2 + 4;
+        let want = extra * 9 * (16 * cfg.ngf as u64 + spade_layers * cfg.spade_hidden as u64);
+        assert_eq!(
+            c.temporal_generator.total.params - c.generator.total.params,
+            want
+        );
+        let names: Vec<&str> = c.rows().iter().map(|r| r.0).collect();
+        for n in ["temporal gen", "temporal disc", "face gen", "face disc"] {
+            assert!(names.contains(&n), "{n} missing in {names:?}");
+        }
     }
 
     #[test]

@@ -6,6 +6,9 @@
 //! - `correspondence`: the two domain adaptors, shared stack, θ/φ and the `corr_warp` warp.
 //! - `generator`: the SPADE translation generator.
 //! - `discriminator`: the multiscale PatchGAN (also the temporal D1 over l frames).
+//! - `temporal`: the temporal generator G1 (previous frames in the conditioning, initialised from
+//!   a stage-1 G) and the temporal discriminator D1.
+//! - `face`: the face residual generator G2, the face PatchGAN D2, face crop/paste as `Var` ops.
 //! - `count`: analytic parameter and MAC counts per network (no forward needed).
 //!
 //! Parameter names follow the module tree: `corr.pose_adaptor.layer1.weight`,
@@ -16,15 +19,22 @@ pub mod config;
 pub mod correspondence;
 pub mod count;
 pub mod discriminator;
+pub mod face;
 pub mod generator;
 pub mod layers;
+pub mod temporal;
 pub mod vgg19;
 
 pub use config::{ModelConfig, PRESETS};
 pub use correspondence::{CorrOutput, Correspondence, CorrespondenceSpec};
 pub use count::{count, measure_macs, Count, ModelCounts};
 pub use discriminator::{DiscriminatorSpec, MultiscaleDiscriminator, ScaleOutput};
+pub use face::{
+    crop_faces, paste_faces, FaceDiscriminator, FaceDiscriminatorSpec, FaceGenerator,
+    FaceGeneratorSpec,
+};
 pub use generator::{Generator, GeneratorSpec};
+pub use temporal::{build_temporal_discriminator, temporal_window_input, TemporalGenerator};
 
 use crate::autograd::Var;
 use crate::error::Result;

@@ -15,6 +15,8 @@ use crate::nn::ParamStore;
 use crate::optim::{Adam, AdamConfig};
 use crate::tensor::Tensor;
 
+use super::{Acc, LossTerms};
+
 /// One training sample batch: the target frame's pose label, an exemplar (another frame of the
 /// same video) and the ground-truth frame, all at `image_size`.
 pub struct Stage1Batch {
@@ -24,18 +26,6 @@ pub struct Stage1Batch {
     pub exemplar: Tensor,
     /// [B, 3, S, S] in [-1, 1].
     pub gt: Tensor,
-}
-
-/// The named loss values of one iteration (unweighted terms, then the weighted totals).
-#[derive(Clone, Debug, Default)]
-pub struct LossTerms {
-    pub terms: Vec<(&'static str, f32)>,
-}
-
-impl LossTerms {
-    pub fn get(&self, name: &str) -> Option<f32> {
-        self.terms.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
-    }
 }
 
 /// Networks, stores and optimisers of stage 1.
@@ -56,30 +46,6 @@ struct DSplit {
     real_logits: Vec<Var>,
     fake_feats: Vec<Vec<Var>>,
     real_feats: Vec<Vec<Var>>,
-}
-
-/// Adds `w · term` to the running total (skipping zero weights) and records the raw term.
-struct Acc {
-    total: Option<Var>,
-    terms: Vec<(&'static str, f32)>,
-}
-
-impl Acc {
-    fn new() -> Self {
-        Acc {
-            total: None,
-            terms: Vec::new(),
-        }
-    }
-    fn add(&mut self, name: &'static str, w: f32, term: Var) -> Result<()> {
-        self.terms.push((name, term.value().item()?));
-        let t = term.mul_scalar(w)?;
-        self.total = Some(match self.total.take() {
-            None => t,
-            Some(acc) => acc.add(&t)?,
-        });
-        Ok(())
-    }
 }
 
 impl Stage1Trainer {
