@@ -21,7 +21,9 @@ pub mod count;
 pub mod discriminator;
 pub mod face;
 pub mod generator;
+pub mod inception;
 pub mod layers;
+pub mod pose_net;
 pub mod temporal;
 pub mod vgg19;
 

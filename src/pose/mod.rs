@@ -1,10 +1,12 @@
 //! Poses: OpenPose COCO-18 keypoints, their JSON files, geometry (crop, resize, smoothing), global
 //! normalisation between two videos, and the label maps the networks see.
 
+pub mod estimate;
 pub mod face;
 pub mod keypoints;
 pub mod normalize;
 pub mod openpose_json;
+pub mod paf;
 pub mod render;
 pub mod transform;
 
