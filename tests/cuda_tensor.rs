@@ -57,10 +57,18 @@ fn cuda_tensors_give_typed_errors_where_host_values_are_needed() {
     assert!(matches!(d.cpu_data(), Err(Error::DeviceMismatch { .. })));
     let mut m = d.clone();
     assert!(m.data_mut().is_err());
-    // No CUDA ops yet: asking for them is a typed error naming the device.
-    assert!(matches!(
-        d.permute(&[1, 0]),
-        Err(Error::DeviceUnavailable { .. })
-    ));
+    // Ops on CUDA tensors run on the CUDA backend and stay on the device.
+    let host = Tensor::from_vec((0..16).map(|v| v as f32).collect(), vec![4, 4]).unwrap();
+    let p = host
+        .to_device(Device::Cuda)
+        .unwrap()
+        .permute(&[1, 0])
+        .unwrap();
+    assert_eq!(p.device(), Device::Cuda);
+    let back = p.to_device(Device::Cpu).unwrap();
+    assert_eq!(
+        back.cpu_data().unwrap(),
+        host.permute(&[1, 0]).unwrap().cpu_data().unwrap()
+    );
     println!("typed errors ok");
 }

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Prepares the GPU run on the lent device machine (no Rust toolchain there): builds the CUDA-vs-CPU
-# test (tests/cuda_vs_cpu.rs) and the kernel benchmark (benches/cuda_kernels.rs) with
+# tests (tests/cuda_vs_cpu.rs: launchers; tests/cuda_backend.rs: the Backend trait and autograd)
+# and the kernel benchmark (benches/cuda_kernels.rs) with
 # `--no-default-features --features cuda` (no FFmpeg there), copies the two executables, stripped
 # of debug info, into device_run/ (git-ignored) with device_run/run.sh, and prints the command to
 # pass to the device tool (it runs in the repository root there, with device_run carried).
@@ -31,6 +32,7 @@ print(exe)
 echo "building tests/cuda_vs_cpu.rs ..." >&2
 test_exe=$(cargo test "${FEATURES[@]}" --test cuda_vs_cpu --no-run --message-format=json | executable_of cuda_vs_cpu)
 tensor_exe=$(cargo test "${FEATURES[@]}" --test cuda_tensor --no-run --message-format=json | executable_of cuda_tensor)
+backend_exe=$(cargo test "${FEATURES[@]}" --test cuda_backend --no-run --message-format=json | executable_of cuda_backend)
 echo "building benches/cuda_kernels.rs ..." >&2
 bench_exe=$(cargo bench "${FEATURES[@]}" --bench cuda_kernels --no-run --message-format=json | executable_of cuda_kernels)
 
@@ -40,7 +42,8 @@ mkdir -p device_run
 objcopy --strip-debug "$test_exe" device_run/cuda_vs_cpu
 objcopy --strip-debug "$bench_exe" device_run/cuda_kernels
 objcopy --strip-debug "$tensor_exe" device_run/cuda_tensor
-chmod +x device_run/cuda_vs_cpu device_run/cuda_kernels device_run/cuda_tensor
+objcopy --strip-debug "$backend_exe" device_run/cuda_backend
+chmod +x device_run/cuda_vs_cpu device_run/cuda_kernels device_run/cuda_tensor device_run/cuda_backend
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 dirty=$(git status --porcelain 2>/dev/null | head -1)
 echo "$commit${dirty:+ (with uncommitted changes)}, built $(date -u +%FT%TZ)" >device_run/BUILD
@@ -70,8 +73,30 @@ fi
 echo "LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}"
 
 export ENGINE_REQUIRE_GPU=1 RUST_BACKTRACE=1
+# The PTX disk cache: the first test process fills it, the later ones skip NVRTC.
+export XDG_CACHE_HOME=/tmp/engine-device-cache
 echo "=== tests (cuda_tensor: host<->device copies) ==="
 timeout 60 "$here/cuda_tensor" --ignored --test-threads=1 --nocapture 2>&1 | tail -12
+echo "=== tests (cuda_backend: the Backend trait and autograd on CUDA) ==="
+: >"$out/backend.log"
+start=$SECONDS
+for t in typed_errors_and_empty_tensors layout_ops_match_cpu elementwise_ops_match_cpu \
+    reductions_and_matmul_match_cpu losses_and_adam_match_cpu conv_pool_resize_unfold_match_cpu \
+    norms_softmax_corr_warp_match_cpu the_pool_stops_calling_the_driver_after_the_first_step \
+    autograd_graph_matches_cpu; do
+    left=$((240 - (SECONDS - start)))
+    if [ "$left" -le 5 ]; then
+        echo "$t: not run (the 240 s budget is spent)"
+        continue
+    fi
+    echo "--- $t" >>"$out/backend.log"
+    timeout "$left" "$here/cuda_backend" --ignored --exact "$t" --test-threads=1 --nocapture >>"$out/backend.log" 2>&1
+    echo "$t: exit $? ($((SECONDS - start)) s elapsed)"
+done
+grep -E ' (PASS|FAIL)( \(.*)?$' "$out/backend.log" >"$out/backend_cases.txt" || true
+echo "backend cases: $(grep -c ' PASS$' "$out/backend_cases.txt") PASS, $(grep -cE ' FAIL( \(.*)?$' "$out/backend_cases.txt") FAIL"
+grep -E ' FAIL( \(.*)?$' "$out/backend_cases.txt" | head -60
+grep -E -A3 'panicked' "$out/backend.log" | head -30
 echo "=== tests (cuda_vs_cpu) ==="
 # One process per test, in priority order: a kernel fault poisons the CUDA context of its
 # process, and must not take the other families down with it. 240 s for all of them together.

@@ -181,23 +181,60 @@ pub trait Backend: Send + Sync {
 }
 
 static CPU: cpu::CpuBackend = cpu::CpuBackend;
+#[cfg(feature = "cuda")]
+static CUDA: cuda::CudaBackend = cuda::CudaBackend;
 
 /// The backend that owns tensors on `device`.
 pub fn for_device(device: Device) -> Result<&'static dyn Backend> {
-    match device.resolve()? {
+    match device {
         Device::Cpu => Ok(&CPU),
-        d => Err(crate::Error::DeviceUnavailable {
-            device: d.to_string(),
-            reason: "no backend for this device in this build".into(),
-        }),
+        Device::Auto => for_device(device.resolve()?),
+        Device::Cuda => match cuda_backend_status() {
+            Ok(()) => cuda_backend(),
+            Err(reason) => Err(crate::Error::DeviceUnavailable {
+                device: "cuda".into(),
+                reason,
+            }),
+        },
     }
+}
+
+#[cfg(feature = "cuda")]
+fn cuda_backend() -> Result<&'static dyn Backend> {
+    Ok(&CUDA)
+}
+
+#[cfg(not(feature = "cuda"))]
+fn cuda_backend() -> Result<&'static dyn Backend> {
+    Err(crate::Error::DeviceUnavailable {
+        device: "cuda".into(),
+        reason: "this build has no CUDA support (rebuild with the `cuda` feature)".into(),
+    })
 }
 
 pub fn for_tensor(x: &Tensor) -> Result<&'static dyn Backend> {
     for_device(x.device())
 }
 
-/// Whether this build carries CUDA kernels (the CUDA backend issue adds them).
+/// Whether ops can run on CUDA here: the `cuda` feature is on, a driver, NVRTC and a GPU are
+/// present and every kernel file compiles for the GPU (checked once, on first use, through the
+/// PTX disk cache). Never panics without a driver.
 pub fn cuda_backend_built() -> bool {
-    false
+    cuda_backend_status().is_ok()
+}
+
+/// Ok when the CUDA backend can run ops, else why not (for `engine info` and errors).
+pub fn cuda_backend_status() -> std::result::Result<(), String> {
+    #[cfg(feature = "cuda")]
+    return cuda::backend::ready();
+    #[cfg(not(feature = "cuda"))]
+    Err("this build has no CUDA support (rebuild with the `cuda` feature)".into())
+}
+
+/// The CUDA memory pool's counters (bytes in use / peak / cached, driver allocations), when
+/// the GPU has been opened in this process.
+#[cfg(feature = "cuda")]
+pub fn cuda_mem_stats() -> Option<cuda::pool::MemStats> {
+    cuda_backend_status().ok()?;
+    cuda::launch::global().ok().map(|g| g.mem_stats())
 }

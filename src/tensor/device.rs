@@ -25,16 +25,15 @@ impl Device {
                     device: "cuda".into(),
                     reason,
                 })?;
-                if crate::backend::cuda_backend_built() {
-                    Ok(Device::Cuda)
-                } else {
-                    Err(Error::DeviceUnavailable {
+                crate::backend::cuda_backend_status().map_err(|reason| {
+                    Error::DeviceUnavailable {
                         device: "cuda".into(),
-                        reason:
-                            "a GPU was found, but the CUDA kernels are not part of this version yet"
-                                .into(),
-                    })
-                }
+                        reason: format!(
+                            "a GPU was found, but the CUDA backend cannot start: {reason}"
+                        ),
+                    }
+                })?;
+                Ok(Device::Cuda)
             }
         }
     }

@@ -17,10 +17,11 @@ use std::sync::Arc;
 #[derive(Clone)]
 pub enum Storage {
     Cpu(Arc<Vec<f32>>),
-    /// Device memory on the process-wide GPU (`backend::cuda::launch::global`). Ops on it need
-    /// the CUDA backend; copies to and from the host work already.
+    /// Device memory on the process-wide GPU (`backend::cuda::launch::global`), from its
+    /// caching pool (the buffer goes back to the pool when the last tensor using it drops; it
+    /// may be longer than the tensor).
     #[cfg(feature = "cuda")]
-    Cuda(Arc<cudarc::driver::CudaSlice<f32>>),
+    Cuda(Arc<crate::backend::cuda::pool::DeviceBuf>),
 }
 
 #[derive(Clone)]
@@ -151,11 +152,7 @@ impl Tensor {
         match &self.storage {
             Storage::Cpu(v) => Ok(v.to_vec()),
             #[cfg(feature = "cuda")]
-            Storage::Cuda(d) => {
-                let mut host = crate::backend::cuda::launch::global()?.download(d)?;
-                host.truncate(self.numel()); // empty tensors hold one padding element
-                Ok(host)
-            }
+            Storage::Cuda(d) => crate::backend::cuda::launch::global()?.download_n(d, self.numel()),
         }
     }
     /// The single value of a one-element tensor.
@@ -166,7 +163,11 @@ impl Tensor {
                 format!("tensor of shape {:?} is not a scalar", self.shape),
             ));
         }
-        Ok(self.cpu_data()?[0])
+        match &self.storage {
+            #[cfg(feature = "cuda")]
+            Storage::Cuda(_) => Ok(self.to_vec()?[0]),
+            _ => Ok(self.cpu_data()?[0]),
+        }
     }
     /// Copies to a device (host->device, device->host). `Auto` picks the device whose backend can
     /// run ops; `Cuda` only needs a GPU (ops on it need the CUDA backend).
@@ -187,13 +188,35 @@ impl Tensor {
     #[cfg(feature = "cuda")]
     fn to_cuda(&self) -> Result<Tensor> {
         let gpu = crate::backend::cuda::launch::global()?;
-        let host = self.to_vec()?;
-        // A zero-length allocation is an error in the driver: empty tensors hold one padding value.
-        let dev = gpu.upload(if host.is_empty() { &[0.0] } else { &host })?;
+        let dev = gpu.upload_buf(&self.to_vec()?)?;
         Ok(Tensor {
             shape: self.shape.clone(),
             storage: Storage::Cuda(Arc::new(dev)),
         })
+    }
+    /// A tensor over a device buffer holding at least `shape`'s element count (for the CUDA
+    /// backend's outputs).
+    #[cfg(feature = "cuda")]
+    pub(crate) fn from_cuda(
+        buf: crate::backend::cuda::pool::DeviceBuf,
+        shape: impl Into<Shape>,
+    ) -> Result<Tensor> {
+        let shape = shape.into();
+        if buf.len() < shape.numel() {
+            return Err(Error::shape(
+                "from_cuda",
+                format!("{} device values for shape {:?}", buf.len(), shape),
+            ));
+        }
+        Ok(Tensor {
+            shape,
+            storage: Storage::Cuda(Arc::new(buf)),
+        })
+    }
+    /// The storage, for in-place device updates (the CUDA Adam step).
+    #[cfg(feature = "cuda")]
+    pub(crate) fn storage_mut(&mut self) -> &mut Storage {
+        &mut self.storage
     }
     #[cfg(not(feature = "cuda"))]
     fn to_cuda(&self) -> Result<Tensor> {

@@ -1,8 +1,17 @@
-//! The CUDA side of the backend, as far as it goes without a GPU: the embedded kernel sources
-//! (`kernels`), their parameter structs mirrored in Rust (`params`) and the NVRTC compile
-//! (`compile`). The `Backend` implementation and the launchers come with the GPU work.
+//! The CUDA backend: the embedded kernel sources (`kernels`), their parameter structs mirrored
+//! in Rust (`params`), the NVRTC compile (`compile`) with its disk cache (`ptx_cache`), the
+//! launchers (`launch`), the caching device allocator (`pool`) and the `Backend` implementation
+//! on top of them (`backend`).
 
+pub mod backend;
+mod checks;
 pub mod compile;
+mod dense;
+mod image;
 pub mod kernels;
 pub mod launch;
 pub mod params;
+pub mod pool;
+pub mod ptx_cache;
+
+pub use backend::CudaBackend;
