@@ -6,15 +6,19 @@
 
 pub mod autograd;
 pub mod backend;
+pub mod data;
 pub mod error;
 pub mod loss;
+pub mod metrics;
 pub mod model;
 pub mod nn;
 pub mod optim;
 pub mod pose;
 pub mod synth;
 pub mod tensor;
+pub mod train;
 pub mod train_step;
+pub mod transfer;
 pub mod video;
 
 pub use autograd::Var;

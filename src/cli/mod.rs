@@ -1,2 +1,9 @@
+pub mod auto_poses;
+pub mod eval;
+pub mod extract;
 pub mod info;
+pub mod pose;
+pub mod progress;
 pub mod synth;
+pub mod train;
+pub mod transfer;

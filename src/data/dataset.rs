@@ -6,7 +6,7 @@ use rayon::prelude::*;
 
 use super::clip::Clip;
 use crate::error::{Error, Result};
-use crate::pose::{face_box, render_label, FaceBox, LabelKind};
+use crate::pose::{face_box, render_label, FaceBox, LabelKind, Pose};
 use crate::tensor::{Rng, Tensor};
 use crate::train_step::Stage1Batch;
 
@@ -218,27 +218,10 @@ impl Dataset {
         })
     }
 
-    /// The face box of frame `i`: a `crop`×`crop` square centred on the mean of the head
-    /// keypoints, shifted to lie inside the frame. `None` without a head keypoint, for an index
-    /// out of range, or for a crop of 0 or larger than the frame.
+    /// The face box of frame `i` (see `sized_face_box`); `None` also for an index out of range.
     pub fn face_box(&self, i: usize, crop: usize) -> Option<FaceBox> {
         let (w, h) = self.clip.frames.get(i)?.size();
-        let side = u32::try_from(crop).ok()?;
-        if side == 0 || side > w.min(h) {
-            return None;
-        }
-        let mut fb = face_box(&self.clip.poses[i], h, w)?;
-        // Same placement rule as pose::face_box, with the requested side: pixel centres are at
-        // integer coordinates, so `side` pixels centred on c start at c − (side − 1)/2.
-        let place = |c: f32, limit: u32| -> u32 {
-            let start = (c - (side as f32 - 1.0) / 2.0).round();
-            start.clamp(0.0, (limit - side) as f32) as u32
-        };
-        fb.crop.x = place(fb.cx, w);
-        fb.crop.y = place(fb.cy, h);
-        fb.crop.w = side;
-        fb.crop.h = side;
-        Some(fb)
+        sized_face_box(&self.clip.poses[i], w, h, crop)
     }
 
     fn check_batch(&self, op: &'static str, indices: &[usize]) -> Result<()> {
@@ -278,6 +261,28 @@ fn stack(items: &[Tensor]) -> Result<Tensor> {
         data.extend_from_slice(t.cpu_data()?);
     }
     Tensor::from_vec(data, dims)
+}
+
+/// A `crop`×`crop` square centred on the mean of `pose`'s head keypoints in a `w`×`h` image,
+/// shifted to lie inside it (training and transfer place face crops alike). `None` without a
+/// head keypoint, or for a crop of 0 or larger than the image.
+pub fn sized_face_box(pose: &Pose, w: u32, h: u32, crop: usize) -> Option<FaceBox> {
+    let side = u32::try_from(crop).ok()?;
+    if side == 0 || side > w.min(h) {
+        return None;
+    }
+    let mut fb = face_box(pose, h, w)?;
+    // Same placement rule as pose::face_box, with the requested side: pixel centres are at
+    // integer coordinates, so `side` pixels centred on c start at c − (side − 1)/2.
+    let place = |c: f32, limit: u32| -> u32 {
+        let start = (c - (side as f32 - 1.0) / 2.0).round();
+        start.clamp(0.0, (limit - side) as f32) as u32
+    };
+    fb.crop.x = place(fb.cx, w);
+    fb.crop.y = place(fb.cy, h);
+    fb.crop.w = side;
+    fb.crop.h = side;
+    Some(fb)
 }
 
 #[cfg(test)]

@@ -9,5 +9,5 @@ pub mod patch;
 
 pub use clip::{load_clip, load_frames, Clip, ClipOptions, CropMode};
 pub use crop_record::{CropRecord, CROP_FILE};
-pub use dataset::{Dataset, TemporalBatch};
+pub use dataset::{sized_face_box, Dataset, TemporalBatch};
 pub use patch::{crop_tensor, paste_tensor};
