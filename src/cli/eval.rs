@@ -238,6 +238,13 @@ pub fn run(args: &EvalArgs) -> Result<()> {
         extra,
     };
     print!("{}", report.table());
+    let fid_weights = std::path::Path::new("weights/inception.safetensors");
+    if args.weights.is_none() && fid_weights.is_file() {
+        println!(
+            "fid: not computed; pass --weights weights to add it (Inception-v3, about 1 s per \
+             frame and side on a CPU)"
+        );
+    }
     if let Some(path) = &args.json {
         write_json(path, &report)?;
         println!("json: {}", path.display());
