@@ -199,6 +199,18 @@ pub fn train(o: &TrainOptions, observe: &mut dyn FnMut(Progress<'_>)) -> Result<
     check_options(o)?;
     let run = RunDir::new(&o.out);
     let resume = starting_state(&run, o.resume)?;
+    if let Some((dir, state)) = &resume {
+        if state.target.video != o.target {
+            return Err(Error::file(
+                dir,
+                format!(
+                    "the run was trained on {}; resume it with the same --target (not {})",
+                    state.target.video.display(),
+                    o.target.display()
+                ),
+            ));
+        }
+    }
     let cfg = match &resume {
         Some((dir, state)) => resumed_config(o, dir, state)?,
         None => o

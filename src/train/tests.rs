@@ -119,6 +119,12 @@ fn refuses_to_overwrite_or_resume_wrongly() {
     o.config = Some(other);
     let e = train(&o, &mut |_| {}).unwrap_err().to_string();
     assert!(e.contains("different model config"), "{e}");
+    // Resuming on another target video is refused.
+    let mut elsewhere = o.clone();
+    elsewhere.config = None;
+    elsewhere.target = tmp.path().join("other_frames");
+    let e = train(&elsewhere, &mut |_| {}).unwrap_err().to_string();
+    assert!(e.contains("same --target"), "{e}");
     let after = generator_params(&out);
     assert!(before
         .iter()
