@@ -39,10 +39,12 @@ pub fn run(args: &InfoArgs) -> Result<()> {
             for d in &info.devices {
                 println!("  gpu {d}");
             }
-            if !engine::backend::cuda_backend_built() {
-                println!(
-                    "  (the CUDA kernels are not part of this version yet: ops run on the CPU)"
-                );
+            match engine::backend::cuda_backend_status() {
+                Ok(()) => println!(
+                    "  CUDA backend: ready (every kernel compiled); engine train/transfer still \
+                     run on the CPU in this version"
+                ),
+                Err(reason) => println!("  CUDA backend: cannot start: {reason}"),
             }
         }
         Err(reason) => println!("cuda: not available: {reason}"),
