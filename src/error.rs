@@ -57,6 +57,15 @@ impl Error {
             detail: detail.into(),
         }
     }
+
+    /// For `map_err`: an I/O error at `path`.
+    pub fn io_at(path: &std::path::Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
+        move |source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+
     pub fn file(path: impl Into<PathBuf>, detail: impl Into<String>) -> Self {
         Error::File {
             path: path.into(),

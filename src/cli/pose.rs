@@ -10,7 +10,7 @@ use engine::pose::estimate::{EstimateOptions, FramePoses, PoseEstimator};
 use engine::pose::render::{draw_stick, RenderStyle};
 use engine::pose::{write_pose_file, Pose};
 use engine::synth::pose_file_name;
-use engine::video::{open_frames, FolderWriter, Frame, ImageFormat};
+use engine::video::{open_frames, Frame, FrameRate, Sink};
 use engine::{Error, Result};
 
 #[derive(clap::Args)]
@@ -52,104 +52,6 @@ fn previous_pose_files(dir: &Path) -> Vec<PathBuf> {
             name.starts_with("frame_") && name.ends_with("_keypoints.json")
         })
         .collect()
-}
-
-fn is_video_path(p: &Path) -> bool {
-    let ext = p
-        .extension()
-        .map(|e| e.to_string_lossy().to_ascii_lowercase());
-    matches!(ext.as_deref(), Some("mp4" | "mkv" | "avi" | "mov" | "webm"))
-}
-
-/// Where overlay frames go.
-enum Overlay {
-    Folder(FolderWriter),
-    #[cfg(feature = "video")]
-    Video {
-        path: PathBuf,
-        rate: engine::video::FrameRate,
-        enc: Option<Box<engine::video::VideoEncoder>>,
-    },
-}
-
-impl Overlay {
-    fn create(
-        path: &Path,
-        rate: Option<engine::video::FrameRate>,
-        overwrite: bool,
-    ) -> Result<Self> {
-        if !is_video_path(path) {
-            return Ok(Overlay::Folder(FolderWriter::create(
-                path,
-                ImageFormat::Png,
-                overwrite,
-            )?));
-        }
-        #[cfg(feature = "video")]
-        {
-            if path.exists() && !overwrite {
-                return Err(Error::file(
-                    path,
-                    "exists already (pass --overwrite to replace it)",
-                ));
-            }
-            let rate = match rate {
-                Some(r) => r,
-                None => engine::video::FrameRate::new(30, 1)?,
-            };
-            Ok(Overlay::Video {
-                path: path.to_path_buf(),
-                rate,
-                enc: None,
-            })
-        }
-        #[cfg(not(feature = "video"))]
-        {
-            let _ = (rate, overwrite);
-            Err(Error::file(
-                path,
-                "this build cannot write videos (no `video` feature): give a folder for PNGs",
-            ))
-        }
-    }
-
-    fn push(&mut self, frame: &Frame) -> Result<()> {
-        match self {
-            Overlay::Folder(w) => w.push(frame).map(|_| ()),
-            #[cfg(feature = "video")]
-            Overlay::Video { path, rate, enc } => {
-                if enc.is_none() {
-                    let opts = engine::video::EncodeOptions::default();
-                    let (w, h) = frame.size();
-                    let e = engine::video::VideoEncoder::create(path, w, h, *rate, &opts)?;
-                    *enc = Some(Box::new(e));
-                }
-                match enc {
-                    Some(e) => e.push(frame),
-                    None => Ok(()),
-                }
-            }
-        }
-    }
-
-    fn finish(self) -> Result<String> {
-        match self {
-            Overlay::Folder(w) => Ok(format!("{} ({} PNGs)", w.dir().display(), w.count())),
-            #[cfg(feature = "video")]
-            Overlay::Video { path, enc, .. } => match enc {
-                Some(e) => {
-                    let s = e.finish()?;
-                    Ok(format!(
-                        "{} ({} frames, {})",
-                        s.path.display(),
-                        s.frames,
-                        s.codec
-                    ))
-                }
-                None => Ok(format!("{} (no frames)", path.display())),
-            },
-        }
-    }
 }
 
 /// The frame with every person's skeleton blended on: the main person opaque, others faint.
@@ -218,7 +120,19 @@ pub fn run(args: &PoseArgs) -> Result<()> {
     let mut est = PoseEstimator::load(&weights, opts)?;
     prepare_out(&args.out, args.overwrite)?;
     let mut overlay = match &args.overlay {
-        Some(p) => Some(Overlay::create(p, info.frame_rate, args.overwrite)?),
+        Some(p) => {
+            let rate = match info.frame_rate {
+                Some(r) => r,
+                None => FrameRate::new(30, 1)?,
+            };
+            Some(Sink::create(
+                p,
+                info.width,
+                info.height,
+                rate,
+                args.overwrite,
+            )?)
+        }
         None => None,
     };
     let total = match (info.frame_count, args.max_frames) {
@@ -255,7 +169,8 @@ pub fn run(args: &PoseArgs) -> Result<()> {
         args.net_height
     );
     if let Some(o) = overlay {
-        println!("overlay: {}", o.finish()?);
+        let (path, n, writer) = o.finish()?;
+        println!("overlay: {} ({n} frames, {writer})", path.display());
     }
     println!(
         "time: {secs:.1} s, {:.2} frames/s on {} CPU threads",

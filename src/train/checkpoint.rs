@@ -61,25 +61,18 @@ impl RunState {
     }
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
-    move |source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    }
-}
-
 /// Writes `state.json` into `dir` (last, since it marks the folder complete).
 pub fn write_state(dir: &Path, state: &RunState) -> Result<()> {
     let path = dir.join(STATE_FILE);
     let text = serde_json::to_string_pretty(state)
         .map_err(|e| Error::file(&path, format!("cannot serialise the run state: {e}")))?;
-    std::fs::write(&path, text).map_err(io(&path))
+    std::fs::write(&path, text).map_err(Error::io_at(&path))
 }
 
 /// Reads `state.json` of the checkpoint folder `dir`.
 pub fn read_state(dir: &Path) -> Result<RunState> {
     let path = dir.join(STATE_FILE);
-    let text = std::fs::read_to_string(&path).map_err(io(&path))?;
+    let text = std::fs::read_to_string(&path).map_err(Error::io_at(&path))?;
     let state: RunState = serde_json::from_str(&text)
         .map_err(|e| Error::file(&path, format!("not a run state file: {e}")))?;
     if state.format != RUN_FORMAT {

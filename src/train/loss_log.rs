@@ -7,6 +7,7 @@
 
 use super::glyphs::{draw_text, text_width};
 use crate::error::{Error, Result};
+use crate::video::{write_png_atomic, Frame};
 use std::collections::BTreeMap;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -25,13 +26,6 @@ pub struct Row {
 pub struct LossLog {
     path: PathBuf,
     rows: Vec<Row>,
-}
-
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
-    move |source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    }
 }
 
 fn parse_rows(path: &Path, text: &str) -> Result<Vec<Row>> {
@@ -65,7 +59,7 @@ impl LossLog {
     pub fn open(path: &Path, resume_at: Option<u64>) -> Result<LossLog> {
         let rows = match resume_at {
             Some(iter) if path.exists() => {
-                let text = std::fs::read_to_string(path).map_err(io(path))?;
+                let text = std::fs::read_to_string(path).map_err(Error::io_at(path))?;
                 let mut rows = parse_rows(path, &text)?;
                 rows.retain(|r| r.iteration <= iter);
                 rows
@@ -91,8 +85,8 @@ impl LossLog {
             ));
         }
         let tmp = self.path.with_extension("csv.partial");
-        std::fs::write(&tmp, text).map_err(io(&tmp))?;
-        std::fs::rename(&tmp, &self.path).map_err(io(&self.path))
+        std::fs::write(&tmp, text).map_err(Error::io_at(&tmp))?;
+        std::fs::rename(&tmp, &self.path).map_err(Error::io_at(&self.path))
     }
 
     /// Appends the terms of one iteration to the file and the history.
@@ -100,7 +94,7 @@ impl LossLog {
         let mut file = std::fs::OpenOptions::new()
             .append(true)
             .open(&self.path)
-            .map_err(io(&self.path))?;
+            .map_err(Error::io_at(&self.path))?;
         let mut text = String::new();
         for (term, value) in terms {
             text.push_str(&format!("{iteration},{stage},{term},{value}\n"));
@@ -111,7 +105,8 @@ impl LossLog {
                 value: *value,
             });
         }
-        file.write_all(text.as_bytes()).map_err(io(&self.path))
+        file.write_all(text.as_bytes())
+            .map_err(Error::io_at(&self.path))
     }
 
     pub fn rows(&self) -> &[Row] {
@@ -144,11 +139,7 @@ impl LossLog {
         if series.is_empty() {
             return Ok(());
         }
-        let img = plot_panels(&series);
-        let tmp = path.with_extension("png.partial");
-        img.save_with_format(&tmp, image::ImageFormat::Png)
-            .map_err(|e| Error::file(&tmp, format!("cannot write the loss plot: {e}")))?;
-        std::fs::rename(&tmp, path).map_err(io(path))
+        write_png_atomic(path, &plot_panels(&series)?)
     }
 }
 
@@ -157,7 +148,7 @@ const PANEL_H: u32 = 150;
 const COLUMNS: u32 = 4;
 
 /// Draws one panel per series into a grid.
-fn plot_panels(series: &[(String, Vec<(u64, f32)>)]) -> image::RgbImage {
+fn plot_panels(series: &[(String, Vec<(u64, f32)>)]) -> Result<Frame> {
     let n = series.len() as u32;
     let cols = n.min(COLUMNS);
     let rows = n.div_ceil(COLUMNS);
@@ -168,7 +159,7 @@ fn plot_panels(series: &[(String, Vec<(u64, f32)>)]) -> image::RgbImage {
         let oy = (k as u32 / COLUMNS) * PANEL_H;
         draw_panel(&mut buf, w, h, (ox, oy), name, points);
     }
-    image::RgbImage::from_raw(w, h, buf).unwrap_or_else(|| image::RgbImage::new(w, h))
+    Frame::new(w, h, buf)
 }
 
 fn draw_panel(

@@ -266,6 +266,8 @@ pub fn train(o: &TrainOptions, observe: &mut dyn FnMut(Progress<'_>)) -> Result<
     )?;
     let start = state.iteration;
     let log = LossLog::open(&run.losses_csv(), resume.as_ref().map(|_| start))?;
+    let target = session::target_data(&data, o.exemplars)?;
+    let with_face = stages::face_frames(&data, cfg.face_crop);
     let mut s = Session {
         opts: o.clone(),
         run,
@@ -276,6 +278,8 @@ pub fn train(o: &TrainOptions, observe: &mut dyn FnMut(Progress<'_>)) -> Result<
         stage1,
         temporal: None,
         face: None,
+        target,
+        with_face,
     };
     if let Some((dir, _)) = &resume {
         s.load_checkpoint(dir, start)?;

@@ -22,13 +22,6 @@ pub struct RunDir {
     root: PathBuf,
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> Error + '_ {
-    move |source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    }
-}
-
 impl RunDir {
     pub fn new(root: impl Into<PathBuf>) -> Self {
         RunDir { root: root.into() }
@@ -57,7 +50,7 @@ impl RunDir {
 
     /// Creates the run folder (and `samples/`), failing with the path when it cannot.
     pub fn create(&self) -> Result<()> {
-        std::fs::create_dir_all(self.samples()).map_err(io(&self.samples()))
+        std::fs::create_dir_all(self.samples()).map_err(Error::io_at(&self.samples()))
     }
 
     /// The newest complete checkpoint folder, if any.
@@ -71,9 +64,9 @@ impl RunDir {
     pub fn begin_save(&self) -> Result<PathBuf> {
         let partial = self.partial();
         if partial.exists() {
-            std::fs::remove_dir_all(&partial).map_err(io(&partial))?;
+            std::fs::remove_dir_all(&partial).map_err(Error::io_at(&partial))?;
         }
-        std::fs::create_dir_all(&partial).map_err(io(&partial))?;
+        std::fs::create_dir_all(&partial).map_err(Error::io_at(&partial))?;
         Ok(partial)
     }
 
@@ -88,16 +81,16 @@ impl RunDir {
         }
         if current.join(STATE_FILE).is_file() {
             if previous.exists() {
-                std::fs::remove_dir_all(&previous).map_err(io(&previous))?;
+                std::fs::remove_dir_all(&previous).map_err(Error::io_at(&previous))?;
             }
-            std::fs::rename(&current, &previous).map_err(io(&current))?;
+            std::fs::rename(&current, &previous).map_err(Error::io_at(&current))?;
         } else if current.exists() {
             // An incomplete `ckpt/` cannot be the newest complete one: drop it.
-            std::fs::remove_dir_all(&current).map_err(io(&current))?;
+            std::fs::remove_dir_all(&current).map_err(Error::io_at(&current))?;
         }
-        std::fs::rename(&partial, &current).map_err(io(&partial))?;
+        std::fs::rename(&partial, &current).map_err(Error::io_at(&partial))?;
         if previous.exists() {
-            std::fs::remove_dir_all(&previous).map_err(io(&previous))?;
+            std::fs::remove_dir_all(&previous).map_err(Error::io_at(&previous))?;
         }
         Ok(current)
     }

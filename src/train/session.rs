@@ -31,6 +31,10 @@ pub(super) struct Session {
     pub stage1: Stage1Trainer,
     pub temporal: Option<TemporalTrainer>,
     pub face: Option<FaceTrainer>,
+    /// What transfer needs from the target, the same in every checkpoint of the session.
+    pub target: TargetData,
+    /// Training frames with a face box (the face stage samples from them).
+    pub with_face: Vec<usize>,
 }
 
 /// The four files of one stage's trainer in a checkpoint folder.
@@ -100,7 +104,7 @@ macro_rules! parts {
 }
 
 /// Evenly spaced training frames as exemplar candidates for transfer.
-fn target_data(data: &Dataset, k: usize) -> Result<TargetData> {
+pub(super) fn target_data(data: &Dataset, k: usize) -> Result<TargetData> {
     let train = data.train_indices();
     let k = k.min(train.len());
     let picks: Vec<usize> = (0..k).map(|j| train[j * train.len() / k]).collect();
@@ -170,7 +174,7 @@ impl Session {
         if let Some(f) = &mut self.face {
             save_parts(&dir, &FACE_FILES, parts!(f), &cfg, &meta)?;
         }
-        ckpt::write_target(&dir, &target_data(&self.data, self.opts.exemplars)?)?;
+        ckpt::write_target(&dir, &self.target)?;
         self.state.iteration = iteration;
         ckpt::write_state(&dir, &self.state)?;
         self.run.commit_save()
@@ -274,9 +278,9 @@ impl Session {
         let Some(f) = &self.face else {
             return Ok(());
         };
-        let with_face = stages::face_frames(&self.data, self.cfg.face_crop);
-        let picks: Vec<usize> = (0..4.min(with_face.len())).collect();
-        let b = stages::face_batch(&self.data, &with_face, &picks, self.cfg.face_crop, rng)?;
+        let picks: Vec<usize> = (0..4.min(self.with_face.len())).collect();
+        let crop = self.cfg.face_crop;
+        let b = stages::face_batch(&self.data, &self.with_face, &picks, crop, rng)?;
         let (fake, refined) = no_grad(|| {
             let label = Var::constant(b.label.clone());
             let fake = f
@@ -321,8 +325,7 @@ impl Session {
             }
             Stage::Face => {
                 let crop = self.cfg.face_crop;
-                let with_face = stages::face_frames(&self.data, crop);
-                let b = stages::face_batch(&self.data, &with_face, &idx, crop, &mut rng)?;
+                let b = stages::face_batch(&self.data, &self.with_face, &idx, crop, &mut rng)?;
                 let f = self.face.as_mut().ok_or_else(|| missing("face"))?;
                 f.step(&b, lr)?
             }

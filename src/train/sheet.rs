@@ -4,6 +4,7 @@
 use super::glyphs::draw_text;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
+use crate::video::{write_png_atomic, Frame};
 use std::path::Path;
 
 /// A column of a sheet: a title and a [B, C, S, S] tensor. `Label` shows channels 0..3 (the stick
@@ -52,15 +53,7 @@ pub fn write_sheet(path: &Path, columns: &[Column<'_>]) -> Result<()> {
             }
         }
     }
-    let img = image::RgbImage::from_raw(w, h, buf)
-        .ok_or_else(|| Error::invalid("sample sheet", "image buffer size mismatch"))?;
-    let tmp = path.with_extension("png.partial");
-    img.save_with_format(&tmp, image::ImageFormat::Png)
-        .map_err(|e| Error::file(&tmp, format!("cannot write the sample sheet: {e}")))?;
-    std::fs::rename(&tmp, path).map_err(|source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    })
+    write_png_atomic(path, &Frame::new(w, h, buf)?)
 }
 
 /// (batch, side) shared by all columns; each must be [B, >=3, S, S].

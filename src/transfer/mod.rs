@@ -7,7 +7,6 @@
 //! and the frames are encoded as they are made.
 
 pub mod demo;
-pub mod sink;
 
 use crate::autograd::no_grad;
 use crate::data::sized_face_box;
@@ -18,12 +17,12 @@ use crate::model::{
 };
 use crate::nn::{checkpoint as store_io, ParamStore};
 use crate::pose::openpose_json::EmptyFrame;
-use crate::pose::{render_label, Normalization, NormalizationKind, Pose, ReadOptions};
+use crate::pose::render::stick_to_rgb8;
+use crate::pose::{render_label, LabelMap, Normalization, NormalizationKind, Pose, ReadOptions};
 use crate::tensor::Tensor;
 use crate::train::checkpoint::{self, TargetData};
-use crate::video::Frame;
+use crate::video::{Frame, Sink};
 use crate::Var;
-use sink::Sink;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -271,14 +270,17 @@ fn pick_exemplar(target: &TargetData, choice: ExemplarChoice, pose: &Pose) -> Re
     }
 }
 
-/// Renders the labels of `poses` as one [B, C, S, S] tensor.
-fn labels_for(cfg: &ModelConfig, poses: &[Pose]) -> Result<Tensor> {
+/// Renders the labels of `poses`: the maps (for the side-by-side stick figure) and one
+/// [B, C, S, S] tensor of them.
+fn labels_for(cfg: &ModelConfig, poses: &[Pose]) -> Result<(Vec<LabelMap>, Tensor)> {
     let s = cfg.image_size;
-    let mut data = Vec::with_capacity(poses.len() * cfg.label_channels() * s * s);
-    for p in poses {
-        data.extend_from_slice(&render_label(p, cfg.label, s, s)?.data);
-    }
-    Tensor::from_vec(data, vec![poses.len(), cfg.label_channels(), s, s])
+    let maps = poses
+        .iter()
+        .map(|p| render_label(p, cfg.label, s, s))
+        .collect::<Result<Vec<_>>>()?;
+    let data: Vec<f32> = maps.iter().flat_map(|m| m.data.iter().copied()).collect();
+    let t = Tensor::from_vec(data, vec![poses.len(), cfg.label_channels(), s, s])?;
+    Ok((maps, t))
 }
 
 /// Places frames side by side (all the same height).
@@ -293,15 +295,6 @@ fn hstack(frames: &[&Frame]) -> Result<Frame> {
         }
     }
     Frame::new(w, h, data)
-}
-
-fn stick_frame(label: &Tensor, s: usize) -> Result<Frame> {
-    let d = label.cpu_data()?;
-    let plane = s * s;
-    let data = (0..plane)
-        .flat_map(|p| [0, 1, 2].map(|c| (d[c * plane + p].clamp(0.0, 1.0) * 255.0).round() as u8))
-        .collect();
-    Frame::new(s as u32, s as u32, data)
 }
 
 /// Runs the transfer; `observe(done, total)` hears every batch.
@@ -348,7 +341,7 @@ pub fn transfer(
     let n = poses.len();
     for start in (0..n).step_by(o.batch) {
         let chunk = &poses[start..(start + o.batch).min(n)];
-        let labels = labels_for(cfg, chunk)?;
+        let (maps, labels) = labels_for(cfg, chunk)?;
         let ex = chunk
             .iter()
             .map(|p| model.exemplar(pick_exemplar(&model.target, o.exemplar, p)?))
@@ -360,8 +353,8 @@ pub fn transfer(
         for k in 0..chunk.len() {
             let frame = Frame::from_tensor(&out.narrow(0, k, 1)?)?;
             let frame = if o.side_by_side {
-                let label = labels.narrow(0, k, 1)?;
-                hstack(&[&clip.frames[start + k], &stick_frame(&label, s)?, &frame])?
+                let stick = Frame::new(s as u32, s as u32, stick_to_rgb8(&maps[k]))?;
+                hstack(&[&clip.frames[start + k], &stick, &frame])?
             } else {
                 frame
             };

@@ -303,6 +303,14 @@ impl FolderWriter {
     }
 }
 
+/// Writes `frame` as a PNG at `path` through a `.partial` file renamed into place, so nobody
+/// (a person watching a run folder, a crash) ever sees half an image.
+pub fn write_png_atomic(path: &Path, frame: &Frame) -> Result<()> {
+    let tmp = path.with_extension("png.partial");
+    write_image(&tmp, frame, ImageFormat::Png)?;
+    fs::rename(&tmp, path).map_err(Error::io_at(path))
+}
+
 /// Writes one frame as an image file in `format`.
 pub fn write_image(path: &Path, frame: &Frame, format: ImageFormat) -> Result<()> {
     let file = fs::File::create(path).map_err(|source| Error::Io {

@@ -6,6 +6,7 @@ pub mod folder;
 pub mod frame;
 pub mod info;
 pub mod resize;
+pub mod sink;
 pub mod source;
 
 #[cfg(feature = "video")]
@@ -20,9 +21,10 @@ mod partial_file;
 #[cfg(test)]
 pub(crate) mod test_frames;
 
-pub use folder::{list_frame_files, FolderReader, FolderWriter, ImageFormat};
+pub use folder::{list_frame_files, write_png_atomic, FolderReader, FolderWriter, ImageFormat};
 pub use frame::Frame;
 pub use info::{FrameRate, VideoInfo};
+pub use sink::{is_video_path, Sink};
 pub use source::{open_frames, FrameSource};
 
 #[cfg(feature = "video")]

@@ -1,9 +1,9 @@
-//! Where generated frames go: an encoded video (a path with a video extension, `video` feature)
+//! Where written frames go (transfer output, pose overlays): an encoded video (a path with a video extension, `video` feature)
 //! or a folder of PNG frames (anything else). Both refuse to replace existing output unless asked,
 //! and a video appears only when complete (the encoder writes a partial file and renames it).
 
+use super::{FolderWriter, Frame, FrameRate, ImageFormat};
 use crate::error::{Error, Result};
-use crate::video::{FolderWriter, Frame, FrameRate, ImageFormat};
 use std::path::{Path, PathBuf};
 
 pub const VIDEO_EXTENSIONS: [&str; 5] = ["mp4", "mkv", "mov", "avi", "webm"];
