@@ -11,7 +11,7 @@ mod common;
 #[path = "common/summary.rs"]
 mod summary;
 
-use common::{check_close, Case, Fixture, Tol, RESERVED_KEYS};
+use common::{check_close, Case, Fixture, Tol};
 use engine::autograd::no_grad;
 use engine::model::vgg19::{Vgg19, Vgg19Spec};
 use engine::model::ModelConfig;
@@ -154,16 +154,7 @@ fn t(c: &Case, key: &str) -> Tensor {
 /// Every case is known, every tensor belongs to a case, the reserved metadata is there.
 #[test]
 fn fixture_is_consumed_whole() {
-    let fx = load_fixture();
-    for key in RESERVED_KEYS {
-        assert!(fx.meta.contains_key(key), "{FIXTURE}: metadata lacks {key}");
-    }
-    let mut names = fx.case_names();
-    names.sort();
-    let mut want: Vec<String> = CASES.iter().map(|s| s.to_string()).collect();
-    want.sort();
-    assert_eq!(names, want, "{FIXTURE}: unexpected set of cases");
-    assert!(fx.orphan_tensors().is_empty(), "{:?}", fx.orphan_tensors());
+    common::assert_cases_exactly(&load_fixture(), FIXTURE, &CASES);
 }
 
 /// Fails (naming every changed tensor) when the engine's init no longer produces the weights the

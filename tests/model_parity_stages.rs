@@ -18,7 +18,7 @@ mod common;
 #[path = "common/summary.rs"]
 mod summary;
 
-use common::{Case, Fixture, Tol, RESERVED_KEYS};
+use common::{Case, Fixture, Tol};
 use engine::autograd::no_grad;
 use engine::model::{FaceDiscriminator, FaceGenerator, GeneratorSide, ModelConfig};
 use engine::model::{TemporalGenerator, GEN_SCOPE};
@@ -172,16 +172,7 @@ fn param(c: &Case, key: &str) -> usize {
 
 #[test]
 fn fixture_is_consumed_whole() {
-    let fx = load_fixture();
-    for key in RESERVED_KEYS {
-        assert!(fx.meta.contains_key(key), "{FIXTURE}: metadata lacks {key}");
-    }
-    let mut names = fx.case_names();
-    names.sort();
-    let mut want: Vec<String> = CASES.iter().map(|s| s.to_string()).collect();
-    want.sort();
-    assert_eq!(names, want, "{FIXTURE}: unexpected set of cases");
-    assert!(fx.orphan_tensors().is_empty(), "{:?}", fx.orphan_tensors());
+    common::assert_cases_exactly(&load_fixture(), FIXTURE, &CASES);
 }
 
 /// Fails, naming every changed tensor, when the engine's init no longer gives the exported

@@ -449,6 +449,20 @@ pub fn finish(
     Ok(())
 }
 
+/// The fixture file `stem` holds exactly the cases `cases`, no tensor outside them, and the
+/// reserved metadata (for tests that read their cases by name rather than through `run_fixture`).
+pub fn assert_cases_exactly(fx: &Fixture, stem: &str, cases: &[&str]) {
+    for key in RESERVED_KEYS {
+        assert!(fx.meta.contains_key(key), "{stem}: metadata lacks {key}");
+    }
+    let mut names = fx.case_names();
+    names.sort();
+    let mut want: Vec<String> = cases.iter().map(|s| s.to_string()).collect();
+    want.sort();
+    assert_eq!(names, want, "{stem}: unexpected set of cases");
+    assert!(fx.orphan_tensors().is_empty(), "{:?}", fx.orphan_tensors());
+}
+
 /// Runs every case of the fixture file `stem` through `run_case`; panics listing every failure.
 /// Also fails on metadata without the reserved keys, tensors of no case, and anything a case
 /// holds that `run_case` did not read.
