@@ -259,7 +259,7 @@ fn extract_refuses_bad_inputs_and_overwrites_nothing() {
         &"--out",
         &s.join("o5"),
         &"--crop",
-        &"60,0,30,30",
+        &"64,0,30,30",
     ]);
     assert!(!bad_crop.status.success() && stderr(&bad_crop).contains("CropBox"));
     let no_poses = engine(&[

@@ -131,7 +131,7 @@ fn face_batch(cfg: &ModelConfig, b: usize, seed: u64) -> FaceBatch {
         label: smooth(b, cfg.label_channels(), s, seed, true),
         exemplar: smooth(b, 3, s, seed + 1, false),
         gt: smooth(b, 3, s, seed + 2, false),
-        boxes: (0..b as u32)
+        boxes: (0..b as i32)
             .map(|i| CropBox {
                 x: 24 + 7 * i,
                 y: 3 * i,
@@ -313,7 +313,7 @@ fn bad_stores_and_batches_are_errors() {
     big.boxes[0].h += 1;
     assert!(tr.step(&big, 1.0).is_err());
     let mut outside = face_batch(&cfg, 1, 20);
-    outside.boxes[0].x = cfg.image_size as u32 - 4;
+    outside.boxes[0].x = cfg.image_size as i32 - 4;
     assert!(tr.step(&outside, 1.0).is_err());
     let mut gt = face_batch(&cfg, 1, 20);
     gt.gt = Tensor::zeros([1, 3, 32, 32]);

@@ -1,5 +1,7 @@
 //! `engine extract`: a video's frames cropped to a square, resized to the model size and written
-//! as PNGs, plus `crop.json` recording the crop, the source size and the frame rate.
+//! as PNGs, plus `crop.json` recording the crop, the source size and the frame rate. A crop past
+//! the frame's edges is padded with `pose::transform::CROP_FILL`; its corner in `crop.json` is
+//! then negative or its far edge past the source size.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -26,10 +28,17 @@ pub struct ExtractArgs {
     /// Model size: frames become SIZE×SIZE
     #[arg(long, default_value_t = 256)]
     size: u32,
-    /// Crop box in source pixels, x,y,w,h (default: the largest centred square)
-    #[arg(long, value_name = "X,Y,W,H", conflicts_with = "person_crop")]
+    /// Crop box in source pixels, x,y,w,h (default: the largest centred square); it may extend
+    /// past the frame (negative x, y allowed) as long as it overlaps it, the outside padded grey
+    #[arg(
+        long,
+        value_name = "X,Y,W,H",
+        conflicts_with = "person_crop",
+        allow_hyphen_values = true
+    )]
     crop: Option<String>,
-    /// Square crop around the person's keypoints over the whole clip (needs --poses)
+    /// Square crop around the person's keypoints over the whole clip (needs --poses); on a
+    /// portrait video it extends past the frame, padded grey, so head and feet stay in
     #[arg(long, requires = "poses")]
     person_crop: bool,
     /// OpenPose JSON folder of the video (for --person-crop)

@@ -63,8 +63,9 @@ pub struct TrainArgs {
     /// Fraction of frames (the last ones) held out for the sample sheets
     #[arg(long, default_value_t = 0.05)]
     holdout: f32,
-    /// Crop box x,y,w,h in source pixels (default: the largest centred square)
-    #[arg(long, conflicts_with = "person_crop")]
+    /// Crop box x,y,w,h in source pixels (default: the largest centred square); it may extend
+    /// past the frame (negative x, y allowed), the outside padded grey
+    #[arg(long, conflicts_with = "person_crop", allow_hyphen_values = true)]
     crop: Option<String>,
     /// Crop a square around the person (from the keypoints of the whole clip)
     #[arg(long)]
@@ -87,17 +88,29 @@ pub struct TrainArgs {
     device: String,
 }
 
-/// `x,y,w,h` → a crop box.
+/// `x,y,w,h` → a crop box. x and y may be negative: a box past the frame's edges is padded
+/// (whether it overlaps the frame at all is checked once the video's size is known).
 pub fn parse_crop(text: &str) -> Result<CropBox> {
-    let v: Vec<u32> = text
+    let bad = || {
+        Error::invalid(
+            "crop",
+            format!("--crop {text}: expected x,y,w,h in pixels (w, h at least 1)"),
+        )
+    };
+    let v: Vec<i64> = text
         .split(',')
-        .map(|s| s.trim().parse::<u32>())
+        .map(|s| s.trim().parse::<i64>())
         .collect::<std::result::Result<_, _>>()
-        .map_err(|_| {
-            Error::invalid("crop", format!("--crop {text}: expected x,y,w,h in pixels"))
-        })?;
+        .map_err(|_| bad())?;
+    let corner = |c: i64| i32::try_from(c).map_err(|_| bad());
+    let side = |s: i64| u32::try_from(s).ok().filter(|&s| s > 0).ok_or_else(bad);
     match v[..] {
-        [x, y, w, h] => Ok(CropBox { x, y, w, h }),
+        [x, y, w, h] => Ok(CropBox {
+            x: corner(x)?,
+            y: corner(y)?,
+            w: side(w)?,
+            h: side(h)?,
+        }),
         _ => Err(Error::invalid(
             "crop",
             format!("--crop {text}: expected four numbers x,y,w,h"),

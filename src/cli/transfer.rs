@@ -36,8 +36,9 @@ pub struct TransferArgs {
     /// Replace the output if it exists
     #[arg(long)]
     overwrite: bool,
-    /// Crop box x,y,w,h of the source frames (default: the largest centred square)
-    #[arg(long, conflicts_with = "person_crop")]
+    /// Crop box x,y,w,h of the source frames (default: the largest centred square); it may
+    /// extend past the frame (negative x, y allowed), the outside padded grey
+    #[arg(long, conflicts_with = "person_crop", allow_hyphen_values = true)]
     crop: Option<String>,
     /// Crop a square around the source person
     #[arg(long)]

@@ -7,7 +7,9 @@ use rayon::prelude::*;
 
 use crate::error::{Error, Result};
 use crate::pose::openpose_json::list_pose_files;
-use crate::pose::transform::{centre_square_crop, person_square_crop, smooth_median, to_model};
+use crate::pose::transform::{
+    centre_square_crop, person_square_crop, smooth_median, to_model, CROP_FILL,
+};
 use crate::pose::{read_pose_file, CropBox, Pose, ReadOptions};
 use crate::video::{open_frames, Frame, FrameRate, FrameSource};
 
@@ -23,9 +25,12 @@ pub const FOLDER_FPS: FrameRate = FrameRate { num: 30, den: 1 };
 pub enum CropMode {
     /// The largest centred square (the paper's crop).
     Centre,
-    /// A given box in source pixels (need not be square: it is resized to size×size).
+    /// A given box in source pixels (need not be square: it is resized to size×size). It may
+    /// extend past the frame (that part is filled with `CROP_FILL`) but must overlap it.
     Box(CropBox),
-    /// A square around the union of the clip's keypoint bounds (one box for the whole clip).
+    /// A square around the union of the clip's keypoint bounds (one box for the whole clip); it
+    /// extends past the frame, padded with `CROP_FILL`, when the person is taller or wider than
+    /// the frame's short side (portrait videos).
     Person,
 }
 
@@ -97,7 +102,7 @@ pub fn resolve_crop(
     match mode {
         CropMode::Centre => centre_square_crop(w, h),
         CropMode::Box(b) => {
-            b.check_inside(w, h)?;
+            b.check_overlaps(w, h)?;
             Ok(*b)
         }
         CropMode::Person => {
@@ -109,9 +114,10 @@ pub fn resolve_crop(
     }
 }
 
-/// One source frame cropped to `crop` and resized to size×size.
+/// One source frame cropped to `crop` (the part past the frame filled with `CROP_FILL`) and
+/// resized to size×size.
 pub fn to_model_frame(frame: &Frame, crop: &CropBox, size: u32) -> Result<Frame> {
-    frame.crop(crop)?.resize(size, size)
+    frame.crop_padded(crop, CROP_FILL)?.resize(size, size)
 }
 
 /// Decodes up to `max` frames of `src`, each cropped and resized; decoding is sequential,
@@ -291,12 +297,24 @@ mod tests {
         frames: usize,
         poses: usize,
     ) -> (TempDir, Vec<Frame>, Vec<Pose>) {
+        write_synth_scaled(tag, (w, h), frames, poses, SynthOptions::default().scale)
+    }
+
+    /// `write_synth` with the dancer's standing height as `scale` of the frame height.
+    fn write_synth_scaled(
+        tag: &str,
+        (w, h): (u32, u32),
+        frames: usize,
+        poses: usize,
+        scale: f32,
+    ) -> (TempDir, Vec<Frame>, Vec<Pose>) {
         let dir = TempDir::new(tag);
         let opts = SynthOptions {
             width: w,
             height: h,
             frames: frames.max(poses),
             seed: 3,
+            scale,
             ..SynthOptions::default()
         };
         let (f, p) = generate(&opts).unwrap();
@@ -373,17 +391,74 @@ mod tests {
             clip.poses[3],
             to_model(&poses[3], &clip.crop, 20, 20).unwrap()
         );
-        let outside = CropBox {
+        // A box past the right edge is padded; one entirely outside the frame is refused.
+        let past = CropBox {
             x: 30,
-            y: 0,
+            y: -4,
             w: 20,
             h: 10,
         };
-        assert!(load_clip(&v, &p, &opts(8, CropMode::Box(outside))).is_err());
+        let clip = load_clip(&v, &p, &opts(8, CropMode::Box(past))).unwrap();
+        assert_eq!(
+            clip.frames[1],
+            frames[1]
+                .crop_padded(&past, CROP_FILL)
+                .unwrap()
+                .resize(8, 8)
+                .unwrap()
+        );
+        assert_eq!(clip.poses[1], to_model(&poses[1], &past, 8, 8).unwrap());
+        for (x, y) in [(40, 0), (-20, 0), (0, 36), (5, -10)] {
+            let outside = CropBox { x, y, w: 20, h: 10 };
+            let e = load_clip(&v, &p, &opts(8, CropMode::Box(outside))).unwrap_err();
+            assert!(e.to_string().contains("entirely outside"), "{e}");
+        }
         assert!(matches!(
             load_frames(&v, &opts(8, CropMode::Person)),
             Err(Error::Invalid { .. })
         ));
+    }
+
+    #[test]
+    fn portrait_person_crop_keeps_the_whole_person() {
+        // The dancer fills most of a portrait frame's height: the square around them is wider
+        // than the frame and, with the margin, taller too.
+        let (w, h, size) = (40, 72, 32);
+        let (dir, frames, poses) = write_synth_scaled("clip_portrait", (w, h), 4, 4, 0.95);
+        let (v, p) = (dir.path().join("frames"), dir.path().join("poses"));
+        let clip = load_clip(&v, &p, &opts(size, CropMode::Person)).unwrap();
+        let crop = clip.crop;
+        assert_eq!(
+            crop,
+            person_square_crop(&poses, w, h, PERSON_MARGIN).unwrap()
+        );
+        assert_eq!(crop.w, crop.h);
+        assert!(crop.w > w && crop.x < 0, "{crop:?}");
+        for i in 0..4 {
+            assert_eq!(
+                clip.frames[i],
+                frames[i]
+                    .crop_padded(&crop, CROP_FILL)
+                    .unwrap()
+                    .resize(size, size)
+                    .unwrap()
+            );
+            assert_eq!(
+                clip.poses[i],
+                to_model(&poses[i], &crop, size, size).unwrap()
+            );
+            // Every keypoint (head to feet) is inside the model frame.
+            for k in clip.poses[i].keypoints.iter().filter(|k| k.is_present()) {
+                let inside = |c: f32| (0.0..=(size - 1) as f32).contains(&c);
+                assert!(inside(k.x) && inside(k.y), "frame {i}: {k:?} for {crop:?}");
+            }
+            // The model frame's left column lies wholly in the padding.
+            let scale = crop.w as f32 / size as f32;
+            assert!(-crop.x as f32 > 2.0 * scale, "{crop:?}");
+            for y in 0..size {
+                assert_eq!(clip.frames[i].pixel(0, y), Some(CROP_FILL), "row {y}");
+            }
+        }
     }
 
     #[test]

@@ -274,9 +274,9 @@ pub fn sized_face_box(pose: &Pose, w: u32, h: u32, crop: usize) -> Option<FaceBo
     let mut fb = face_box(pose, h, w)?;
     // Same placement rule as pose::face_box, with the requested side: pixel centres are at
     // integer coordinates, so `side` pixels centred on c start at c − (side − 1)/2.
-    let place = |c: f32, limit: u32| -> u32 {
+    let place = |c: f32, limit: u32| -> i32 {
         let start = (c - (side as f32 - 1.0) / 2.0).round();
-        start.clamp(0.0, (limit - side) as f32) as u32
+        start.clamp(0.0, (limit - side) as f32) as i32
     };
     fb.crop.x = place(fb.cx, w);
     fb.crop.y = place(fb.cy, h);
@@ -473,7 +473,7 @@ mod tests {
         assert_eq!((f.crop.w, f.crop.h), (6, 6));
         assert!(f.crop.x as usize + 6 <= S && f.crop.y as usize + 6 <= S);
         // Centred on the head point mean unless clamped.
-        let want_x = (f.cx - 2.5).round().clamp(0.0, (S - 6) as f32) as u32;
+        let want_x = (f.cx - 2.5).round().clamp(0.0, (S - 6) as f32) as i32;
         assert_eq!(f.crop.x, want_x);
         assert!(d.face_box(1, 0).is_none());
         assert!(d.face_box(1, S + 1).is_none());

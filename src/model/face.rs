@@ -447,7 +447,7 @@ mod tests {
     use crate::nn::ParamStore;
     use crate::tensor::Tensor;
 
-    fn bx(x: u32, y: u32, w: u32, h: u32) -> CropBox {
+    fn bx(x: i32, y: i32, w: u32, h: u32) -> CropBox {
         CropBox { x, y, w, h }
     }
 

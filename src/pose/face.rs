@@ -28,9 +28,9 @@ pub fn face_box(pose: &Pose, height: u32, width: u32) -> Option<FaceBox> {
     let side = ((FACE_SIZE_AT_256 * short as f32 / 256.0).round() as u32).clamp(1, short);
     // Pixel centres are at integer coordinates, so a box of `side` pixels centred on c starts at
     // c − (side − 1)/2.
-    let place = |c: f32, limit: u32| -> u32 {
+    let place = |c: f32, limit: u32| -> i32 {
         let start = (c - (side as f32 - 1.0) / 2.0).round();
-        start.clamp(0.0, (limit - side) as f32) as u32
+        start.clamp(0.0, (limit - side) as f32) as i32
     };
     let crop = CropBox {
         x: place(cx, width),

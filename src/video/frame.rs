@@ -108,13 +108,46 @@ impl Frame {
         }
     }
 
-    /// The part of the frame inside `b`, which must be non-empty and lie inside the frame.
+    /// The part of the frame inside `b`, which must be non-empty and lie inside the frame (see
+    /// [`Frame::crop_padded`] for boxes that extend past it).
     pub fn crop(&self, b: &CropBox) -> Result<Frame> {
         b.check_inside(self.width, self.height)?;
+        // Inside the frame, so the corner is >= 0.
         let (x0, w) = (b.x as usize * 3, b.w as usize * 3);
         let mut data = Vec::with_capacity(w * b.h as usize);
-        for y in b.y..b.y + b.h {
+        for y in b.y as u32..b.y as u32 + b.h {
             data.extend_from_slice(&self.row(y)[x0..x0 + w]);
+        }
+        Ok(Frame {
+            width: b.w,
+            height: b.h,
+            data,
+        })
+    }
+
+    /// The part of the frame inside `b`, where `b` may extend past the frame: pixels outside are
+    /// `fill`. The box must be non-empty, share at least one pixel with the frame, and be at
+    /// most `MAX_BOX_FACTOR` × the frame's longer side ([`CropBox::check_overlaps`]). A box
+    /// inside the frame gives exactly [`Frame::crop`].
+    pub fn crop_padded(&self, b: &CropBox, fill: [u8; 3]) -> Result<Frame> {
+        if b.is_inside(self.width, self.height) {
+            return self.crop(b);
+        }
+        b.check_overlaps(self.width, self.height)?;
+        let len = rgb_len("Frame::crop_padded", b.w, b.h)?;
+        let mut data: Vec<u8> = fill.iter().copied().cycle().take(len).collect();
+        // The frame's columns and rows inside the box (non-empty: the box overlaps the frame),
+        // as frame coordinates; i64 so corners far outside cannot overflow.
+        let (bx, by) = (b.x as i64, b.y as i64);
+        let (x0, x1) = (bx.max(0), (bx + b.w as i64).min(self.width as i64));
+        let (y0, y1) = (by.max(0), (by + b.h as i64).min(self.height as i64));
+        let out_stride = b.w as usize * 3;
+        let dst_x = (x0 - bx) as usize * 3;
+        let span = (x1 - x0) as usize * 3;
+        for y in y0..y1 {
+            let src = &self.row(y as u32)[x0 as usize * 3..x0 as usize * 3 + span];
+            let at = (y - by) as usize * out_stride + dst_x;
+            data[at..at + span].copy_from_slice(src);
         }
         Ok(Frame {
             width: b.w,
@@ -267,13 +300,96 @@ mod tests {
                 h: 1,
             },
             CropBox {
-                x: u32::MAX,
+                x: i32::MAX,
                 y: 0,
                 w: 2,
                 h: 1,
             },
         ] {
             assert!(f.crop(&bad).is_err(), "{bad:?}");
+        }
+    }
+
+    /// Naive padded crop: every output pixel looked up in the frame, or `fill` outside it.
+    fn padded_reference(f: &Frame, b: &CropBox, fill: [u8; 3]) -> Frame {
+        let mut data = Vec::new();
+        for j in 0..b.h as i64 {
+            for i in 0..b.w as i64 {
+                let (x, y) = (b.x as i64 + i, b.y as i64 + j);
+                let inside =
+                    (0..f.width() as i64).contains(&x) && (0..f.height() as i64).contains(&y);
+                let px = if inside {
+                    f.pixel(x as u32, y as u32).unwrap()
+                } else {
+                    fill
+                };
+                data.extend_from_slice(&px);
+            }
+        }
+        Frame::new(b.w, b.h, data).unwrap()
+    }
+
+    #[test]
+    fn padded_crop_matches_reference_on_a_portrait_frame() {
+        let f = ramp(7, 11);
+        let fill = [128, 128, 128];
+        let bx = |x, y, w, h| CropBox { x, y, w, h };
+        // A square taller than the frame is wide (the person crop of a portrait video), boxes
+        // past each edge, past all four, and touching the frame with a single corner pixel.
+        for b in [
+            bx(-3, -1, 13, 13),
+            bx(-2, 3, 4, 5),
+            bx(5, -4, 6, 6),
+            bx(1, 9, 3, 5),
+            bx(-6, -6, 20, 22),
+            bx(-4, -4, 5, 5),
+            bx(6, 10, 3, 2),
+        ] {
+            let c = f.crop_padded(&b, fill).unwrap();
+            assert_eq!(c, padded_reference(&f, &b, fill), "{b:?}");
+        }
+        // Pixel by pixel for the portrait square: padding is the fill, the rest is the source.
+        let b = bx(-3, -1, 13, 13);
+        let c = f.crop_padded(&b, fill).unwrap();
+        assert_eq!(c.size(), (13, 13));
+        assert_eq!(c.pixel(0, 0), Some(fill));
+        assert_eq!(c.pixel(2, 5), Some(fill));
+        assert_eq!(c.pixel(10, 5), Some(fill));
+        assert_eq!(c.pixel(5, 0), Some(fill));
+        assert_eq!(c.pixel(5, 12), Some(fill));
+        assert_eq!(c.pixel(3, 1), f.pixel(0, 0));
+        assert_eq!(c.pixel(9, 11), f.pixel(6, 10));
+        let fills = (0..13u32)
+            .flat_map(|y| (0..13u32).map(move |x| (x, y)))
+            .filter(|&(x, y)| c.pixel(x, y) == Some(fill))
+            .count();
+        assert!(fills >= 13 * 13 - 7 * 11);
+        // Another fill colour goes where it is asked.
+        let red = f.crop_padded(&b, [255, 0, 0]).unwrap();
+        assert_eq!(red.pixel(0, 0), Some([255, 0, 0]));
+    }
+
+    #[test]
+    fn padded_crop_inside_the_frame_is_the_plain_crop() {
+        let f = ramp(9, 6);
+        let bx = |x, y, w, h| CropBox { x, y, w, h };
+        for b in [
+            bx(0, 0, 9, 6),
+            bx(2, 1, 3, 4),
+            bx(8, 5, 1, 1),
+            centre_square_crop(9, 6).unwrap(),
+        ] {
+            assert_eq!(f.crop_padded(&b, [1, 2, 3]).unwrap(), f.crop(&b).unwrap());
+        }
+        for bad in [
+            bx(9, 0, 2, 2),
+            bx(0, -2, 3, 2),
+            bx(0, 0, 0, 3),
+            bx(-30, 0, 40, 2),
+            bx(i32::MIN, 0, u32::MAX, 1),
+        ] {
+            let e = f.crop_padded(&bad, [0; 3]).unwrap_err();
+            assert!(matches!(e, Error::Invalid { .. }), "{bad:?}: {e}");
         }
     }
 
