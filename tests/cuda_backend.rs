@@ -6,22 +6,14 @@
 //! `family case max_abs max_rel PASS/FAIL`; the test asserts once at the end of its family.
 #![cfg(feature = "cuda")]
 
+mod common;
+
+use common::gpu_ok;
+
 use engine::backend::{self, *};
 use engine::{Device, Error, Tensor, Var};
 
 type R<T> = std::result::Result<T, String>;
-
-fn gpu_ok() -> bool {
-    let require = std::env::var("ENGINE_REQUIRE_GPU").is_ok_and(|v| v == "1");
-    match backend::cuda_backend_status() {
-        Ok(()) => true,
-        Err(reason) => {
-            assert!(!require, "ENGINE_REQUIRE_GPU=1 but: {reason}");
-            println!("no GPU: skipped ({reason})");
-            false
-        }
-    }
-}
 
 fn cpu() -> &'static dyn Backend {
     backend::for_device(Device::Cpu).expect("cpu backend")

@@ -1,14 +1,23 @@
 #!/usr/bin/env bash
-# Prepares the GPU run on the lent device machine (no Rust toolchain there): builds the CUDA-vs-CPU
-# tests (tests/cuda_vs_cpu.rs: launchers; tests/cuda_backend.rs: the Backend trait and autograd)
-# and the kernel benchmark (benches/cuda_kernels.rs) with
-# `--no-default-features --features cuda` (no FFmpeg there), copies the two executables, stripped
-# of debug info, into device_run/ (git-ignored) with device_run/run.sh, and prints the command to
-# pass to the device tool (it runs in the repository root there, with device_run carried).
+# Prepares the GPU run on the lent device machine (no Rust toolchain and no FFmpeg there): builds
+# every CUDA test binary (tests/cuda_*.rs) and the kernel benchmark (benches/cuda_kernels.rs) with
+# `--no-default-features --features cuda`, copies them, stripped of debug info, into device_run/
+# (git-ignored) together with the PyTorch yardstick (../shared/tools/torch_baseline.py) and
+# device_run/run.sh, and prints the commands to pass to the device tool (they run in the
+# repository root there, with device_run carried).
+#
+# run.sh has two phases, each one device call of at most 10 minutes:
+#   bash device_run/run.sh tests   every #[ignore]d test of every binary, one process per test
+#                                  (a kernel fault poisons its process's CUDA context), in
+#                                  priority order, each binary within its own time budget
+#   bash device_run/run.sh perf    the kernel benchmark, PyTorch on the same card, and
+#                                  compute-sanitizer memcheck/racecheck on a few tests
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 FEATURES=(--no-default-features --features cuda)
+# Test binaries in the order they run, with their budget in seconds (the tests phase has 540).
+TESTS=(cuda_tensor:30 cuda_backend:120 cuda_pipeline:120 cuda_tf32:60 cuda_bf16:60 cuda_vs_cpu:120)
 
 # The executable of the one target `name` from cargo's JSON messages on stdin.
 executable_of() {
@@ -29,35 +38,43 @@ print(exe)
 ' "$1"
 }
 
-echo "building tests/cuda_vs_cpu.rs ..." >&2
-test_exe=$(cargo test "${FEATURES[@]}" --test cuda_vs_cpu --no-run --message-format=json | executable_of cuda_vs_cpu)
-tensor_exe=$(cargo test "${FEATURES[@]}" --test cuda_tensor --no-run --message-format=json | executable_of cuda_tensor)
-backend_exe=$(cargo test "${FEATURES[@]}" --test cuda_backend --no-run --message-format=json | executable_of cuda_backend)
-echo "building benches/cuda_kernels.rs ..." >&2
-bench_exe=$(cargo bench "${FEATURES[@]}" --bench cuda_kernels --no-run --message-format=json | executable_of cuda_kernels)
-
 rm -rf device_run
 mkdir -p device_run
-# Debug info would take the test binary past the 64 MiB the device tool carries.
-objcopy --strip-debug "$test_exe" device_run/cuda_vs_cpu
+: >device_run/TESTS
+for entry in "${TESTS[@]}"; do
+    name=${entry%%:*}
+    if [ ! -f "tests/$name.rs" ]; then
+        echo "skipping $name: tests/$name.rs does not exist" >&2
+        continue
+    fi
+    echo "building tests/$name.rs ..." >&2
+    exe=$(cargo test "${FEATURES[@]}" --test "$name" --no-run --message-format=json | executable_of "$name")
+    # Debug info would take the binaries past the 64 MiB the device tool carries.
+    objcopy --strip-debug "$exe" "device_run/$name"
+    echo "$entry" >>device_run/TESTS
+done
+echo "building benches/cuda_kernels.rs ..." >&2
+bench_exe=$(cargo bench "${FEATURES[@]}" --bench cuda_kernels --no-run --message-format=json | executable_of cuda_kernels)
 objcopy --strip-debug "$bench_exe" device_run/cuda_kernels
-objcopy --strip-debug "$tensor_exe" device_run/cuda_tensor
-objcopy --strip-debug "$backend_exe" device_run/cuda_backend
-chmod +x device_run/cuda_vs_cpu device_run/cuda_kernels device_run/cuda_tensor device_run/cuda_backend
+if [ -f ../shared/tools/torch_baseline.py ]; then
+    cp ../shared/tools/torch_baseline.py device_run/
+fi
+chmod +x device_run/cuda_*
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 dirty=$(git status --porcelain 2>/dev/null | head -1)
 echo "$commit${dirty:+ (with uncommitted changes)}, built $(date -u +%FT%TZ)" >device_run/BUILD
 
 cat >device_run/run.sh <<'EOF'
 #!/usr/bin/env bash
-# Runs on the device machine from the repository root: the CUDA-vs-CPU tests, then the kernel
-# benchmark; logs go to $OUT (or device_run/out when OUT is unset).
+# Runs on the device machine from the repository root; logs go to $OUT (device_run/out when unset).
+# Usage: bash device_run/run.sh tests|perf
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 out=${OUT:-$here/out}
 mkdir -p "$out"
-echo "build: $(cat "$here/BUILD" 2>/dev/null)"
-nvidia-smi -L || echo "nvidia-smi failed"
+phase=${1:-tests}
+echo "build: $(cat "$here/BUILD" 2>/dev/null); phase: $phase"
+nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || echo "nvidia-smi failed"
 
 # cudarc dlopens libnvrtc.so.13 by bare name: make sure the loader finds one, preferring the
 # toolkit's 13.0 (a newer NVRTC emits PTX the 580 driver rejects), then PyPI's.
@@ -70,68 +87,76 @@ if ! ldconfig -p 2>/dev/null | grep -q 'libnvrtc\.so\.13'; then
         fi
     done
 fi
-echo "LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}"
-
-export ENGINE_REQUIRE_GPU=1 RUST_BACKTRACE=1
+export ENGINE_REQUIRE_GPU=1 RUST_BACKTRACE=1 ENGINE_UNVERIFIED_CUDA=1
 # The PTX disk cache: the first test process fills it, the later ones skip NVRTC.
 export XDG_CACHE_HOME=/tmp/engine-device-cache
-echo "=== tests (cuda_tensor: host<->device copies) ==="
-timeout 60 "$here/cuda_tensor" --ignored --test-threads=1 --nocapture 2>&1 | tail -12
-echo "=== tests (cuda_backend: the Backend trait and autograd on CUDA) ==="
-: >"$out/backend.log"
-start=$SECONDS
-for t in typed_errors_and_empty_tensors layout_ops_match_cpu elementwise_ops_match_cpu \
-    reductions_and_matmul_match_cpu losses_and_adam_match_cpu conv_pool_resize_unfold_match_cpu \
-    norms_softmax_corr_warp_match_cpu the_pool_stops_calling_the_driver_after_the_first_step \
-    autograd_graph_matches_cpu; do
-    left=$((240 - (SECONDS - start)))
-    if [ "$left" -le 5 ]; then
-        echo "$t: not run (the 240 s budget is spent)"
-        continue
-    fi
-    echo "--- $t" >>"$out/backend.log"
-    timeout "$left" "$here/cuda_backend" --ignored --exact "$t" --test-threads=1 --nocapture >>"$out/backend.log" 2>&1
-    echo "$t: exit $? ($((SECONDS - start)) s elapsed)"
-done
-grep -E ' (PASS|FAIL)( \(.*)?$' "$out/backend.log" >"$out/backend_cases.txt" || true
-echo "backend cases: $(grep -c ' PASS$' "$out/backend_cases.txt") PASS, $(grep -cE ' FAIL( \(.*)?$' "$out/backend_cases.txt") FAIL"
-grep -E ' FAIL( \(.*)?$' "$out/backend_cases.txt" | head -60
-grep -E -A3 'panicked' "$out/backend.log" | head -30
-echo "=== tests (cuda_vs_cpu) ==="
-# One process per test, in priority order: a kernel fault poisons the CUDA context of its
-# process, and must not take the other families down with it. 240 s for all of them together.
-test_rc=0
-start=$SECONDS
-: >"$out/tests.log"
-for t in corr_warp_matches_cpu instance_norm_matches_cpu pono_matches_cpu spade_modulation_matches_cpu \
-    softmax_matches_cpu conv2d_matches_cpu matmul_matches_cpu; do
-    left=$((240 - (SECONDS - start)))
-    if [ "$left" -le 5 ]; then
-        echo "$t: not run (the 240 s test budget is spent)" | tee -a "$out/tests.log"
-        test_rc=124
-        continue
-    fi
-    echo "--- $t" >>"$out/tests.log"
-    timeout "$left" "$here/cuda_vs_cpu" --ignored --exact "$t" --test-threads=1 --nocapture >>"$out/tests.log" 2>&1
-    rc=$?
-    echo "$t: exit $rc ($((SECONDS - start)) s elapsed; 124 = timed out)"
-    [ "$rc" -ne 0 ] && test_rc=$rc
-done
-grep -E ' (PASS|FAIL)( \(.*)?$' "$out/tests.log" >"$out/cases.txt" || true
-echo "cases: $(grep -c ' PASS$' "$out/cases.txt") PASS, $(grep -cE ' FAIL( \(.*)?$' "$out/cases.txt") FAIL"
-grep -E ' FAIL( \(.*)?$' "$out/cases.txt" | head -60
-grep -E -A1 'panicked' "$out/tests.log" | head -30; grep -E 'no GPU|^GPU:' "$out/tests.log" | sort | uniq -c
 
-echo "=== bench (cuda_kernels) ==="
-timeout 180 "$here/cuda_kernels" >"$out/bench.md" 2>"$out/bench.err"
-echo "bench exit: $? (124 = timed out)"
-tail -20 "$out/bench.err"
-cat "$out/bench.md"
-exit $test_rc
+# Every #[ignore]d test of binary $1, one process each, within $2 seconds in all (`wrap` runs
+# each under a tool, e.g. compute-sanitizer). Appends to $out/tests.log; prints one line a test.
+run_binary() {
+    local name=$1 budget=$2 wrap=${3:-} start=$SECONDS t left rc
+    for t in $("$here/$name" --list --ignored 2>/dev/null | sed -n 's/: test$//p'); do
+        left=$((budget - (SECONDS - start)))
+        if [ "$left" -le 5 ]; then
+            echo "$name $t: NOT RUN (budget $budget s spent)"
+            continue
+        fi
+        echo "--- $name $t" >>"$out/tests.log"
+        timeout "$left" $wrap "$here/$name" --ignored --exact "$t" --test-threads=1 --nocapture >>"$out/tests.log" 2>&1
+        rc=$?
+        echo "$name $t: exit $rc ($((SECONDS - start)) s; 124 = timed out)"
+    done
+}
+
+case "$phase" in
+tests)
+    : >"$out/tests.log"
+    while IFS=: read -r name budget; do
+        run_binary "$name" "$budget"
+    done <"$here/TESTS"
+    grep -E ' (PASS|FAIL)( \(.*)?$' "$out/tests.log" >"$out/cases.txt" || true
+    echo "cases: $(grep -c ' PASS$' "$out/cases.txt") PASS, $(grep -cE ' FAIL( \(.*)?$' "$out/cases.txt") FAIL"
+    grep -E ' FAIL( \(.*)?$' "$out/cases.txt" | head -40
+    grep -E -A4 'panicked' "$out/tests.log" | head -40
+    ;;
+perf)
+    echo "=== bench (cuda_kernels) ==="
+    timeout 200 "$here/cuda_kernels" >"$out/bench.md" 2>"$out/bench.err"
+    echo "bench exit: $? (124 = timed out)"
+    tail -5 "$out/bench.err"
+    if [ -f "$here/torch_baseline.py" ] && python3 -c 'import torch' 2>/dev/null; then
+        echo "=== PyTorch on the same card ==="
+        OUT="$out" timeout 150 python3 "$here/torch_baseline.py" >"$out/torch.log" 2>&1
+        echo "torch exit: $?"
+        tail -60 "$out/torch.log"
+    else
+        echo "no PyTorch here or no yardstick script: PyTorch not timed"
+    fi
+    san=$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer 2>/dev/null | head -1)
+    if [ -n "$san" ]; then
+        echo "=== compute-sanitizer ($san) ==="
+        : >"$out/tests.log"
+        for tool in memcheck racecheck; do
+            echo "--- $tool" | tee -a "$out/sanitizer.log"
+            "$here/cuda_backend" --list --ignored >/dev/null 2>&1 &&
+                run_binary cuda_backend 60 "$san --tool $tool --error-exitcode 99" | tee -a "$out/sanitizer.log"
+        done
+        grep -E 'ERROR SUMMARY|RACECHECK SUMMARY|Invalid|Race' "$out/tests.log" | sort | uniq -c | head -20
+    else
+        echo "no compute-sanitizer on this machine"
+    fi
+    cat "$out/bench.md"
+    ;;
+*)
+    echo "usage: run.sh tests|perf"
+    exit 2
+    ;;
+esac
 EOF
 chmod +x device_run/run.sh
 
 ls -la device_run >&2
 echo
-echo "Device command (run tool, carry [\"device_run\"], timeout_s 480):"
-echo "  bash device_run/run.sh"
+echo "Device commands (run tool, carry [\"device_run\"]; each one call, timeout_s 580):"
+echo "  bash device_run/run.sh tests"
+echo "  bash device_run/run.sh perf"

@@ -200,6 +200,23 @@ impl Var {
         Ok(())
     }
 
+    /// Moves a leaf's value to `device` (a no-op when it is there already) and drops its
+    /// gradient, which lived on the old device: how a model's parameters go to the GPU.
+    pub fn relocate(&self, device: Device) -> Result<()> {
+        if !self.node.is_leaf {
+            return Err(Error::Autograd(format!(
+                "relocate: {self:?} is the output of an op, only leaves can be moved"
+            )));
+        }
+        if self.device() == device {
+            return Ok(());
+        }
+        let moved = self.value().to_device(device)?;
+        *self.node.value.borrow_mut() = moved;
+        self.zero_grad();
+        Ok(())
+    }
+
     /// Same value, no history, `requires_grad = false`: gradients stop here.
     pub fn detach(&self) -> Var {
         Var::constant(self.value())

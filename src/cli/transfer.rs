@@ -6,6 +6,7 @@ use super::progress;
 use super::train::{compute_device, crop_mode};
 use clap::Args;
 use engine::pose::NormalizationKind;
+use engine::tensor::Device;
 use engine::transfer::demo::{run_demo, DemoOptions};
 use engine::transfer::{self, ExemplarChoice, TransferOptions, TransferSummary};
 use engine::{Error, Result};
@@ -130,7 +131,7 @@ fn report(s: &TransferSummary) {
     );
 }
 
-fn demo(args: &TransferArgs) -> Result<()> {
+fn demo(args: &TransferArgs, device: Device) -> Result<()> {
     eprintln!(
         "no --source given: running the demo in {}",
         args.demo_dir.display()
@@ -142,6 +143,7 @@ fn demo(args: &TransferArgs) -> Result<()> {
             iterations: args.demo_iters,
             later_iterations: args.demo_later_iters,
             seed: 0,
+            device,
         },
         &mut |line| eprintln!("demo: {line}"),
         &mut |p| {
@@ -170,9 +172,9 @@ fn demo(args: &TransferArgs) -> Result<()> {
 }
 
 pub fn run(args: &TransferArgs) -> Result<()> {
-    compute_device(&args.device)?;
+    let device = compute_device(&args.device)?;
     let Some(source) = &args.source else {
-        return demo(args);
+        return demo(args, device);
     };
     // clap's `requires` guarantees this with --source.
     let model = args
@@ -204,6 +206,7 @@ pub fn run(args: &TransferArgs) -> Result<()> {
         side_by_side: args.side_by_side,
         batch: args.batch,
         overwrite: args.overwrite,
+        device,
     };
     let summary = transfer::transfer(&opts, &mut frames_bar())?;
     report(&summary);

@@ -84,7 +84,10 @@ impl TemporalGenerator {
             ));
         }
         let missing = need - previous.len();
-        let zeros = (missing > 0).then(|| Var::constant(Tensor::zeros([b, 3 * missing, s, s])));
+        let zeros = (missing > 0)
+            .then(|| Tensor::zeros([b, 3 * missing, s, s]).to_device(warped.device()))
+            .transpose()?
+            .map(Var::constant);
         let mut parts: Vec<&Var> = vec![warped, label];
         parts.extend(zeros.as_ref());
         parts.extend(previous.iter());

@@ -204,7 +204,7 @@ impl Vgg19 {
         )?;
         // (x + 1) · 127.5 − mean, per channel.
         let offset: Vec<f32> = CAFFE_MEAN_BGR.iter().map(|m| 127.5 - m).collect();
-        let offset = Var::constant(Tensor::from_vec(offset, [1, 3, 1, 1])?);
+        let offset = Var::constant(Tensor::from_vec(offset, [1, 3, 1, 1])?.to_device(x.device())?);
         bgr.mul_scalar(127.5)?.add(&offset)
     }
 

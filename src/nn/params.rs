@@ -9,7 +9,7 @@
 use super::init::{init_tensor, param_seed, Init};
 use crate::autograd::Var;
 use crate::error::{Error, Result};
-use crate::tensor::Tensor;
+use crate::tensor::{Device, Tensor};
 use std::cell::RefCell;
 use std::collections::HashMap;
 
@@ -227,7 +227,33 @@ impl ParamStore {
                 value.dims()
             )));
         }
+        // A value from another device (a host copy of a GPU store, a file) follows the entry's.
+        let value = if value.device() == var.device() {
+            value
+        } else {
+            value.to_device(var.device())?
+        };
         var.set_value(value)
+    }
+
+    /// Moves every parameter and buffer to `device` (optimisers built over them must then
+    /// `follow_params`). A no-op for entries already there.
+    pub fn to_device(&self, device: Device) -> Result<()> {
+        for e in self.entries() {
+            e.var
+                .relocate(device)
+                .map_err(|err| Error::Params(format!("`{}` to {device}: {err}", e.name)))?;
+        }
+        Ok(())
+    }
+
+    /// Where the entries are (the first one's device; the CPU for an empty store).
+    pub fn device(&self) -> Device {
+        self.inner
+            .borrow()
+            .entries
+            .first()
+            .map_or(Device::Cpu, |e| e.var.device())
     }
 }
 

@@ -69,6 +69,19 @@ impl Adam {
         Ok(Adam { cfg, slots })
     }
 
+    /// Moves the moments to the device of their parameters (after the store was moved with
+    /// `ParamStore::to_device`).
+    pub fn follow_params(&mut self) -> Result<()> {
+        for s in &mut self.slots {
+            let dev = s.var.device();
+            if s.m.device() != dev {
+                s.m = s.m.to_device(dev)?;
+                s.v = s.v.to_device(dev)?;
+            }
+        }
+        Ok(())
+    }
+
     pub fn config(&self) -> &AdamConfig {
         &self.cfg
     }

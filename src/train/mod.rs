@@ -16,6 +16,7 @@ use crate::data::{load_clip, ClipOptions, Dataset};
 use crate::error::{Error, Result};
 use crate::model::vgg19::{Vgg19, Vgg19Spec};
 use crate::model::ModelConfig;
+use crate::tensor::Device;
 use crate::train_step::{LossTerms, Stage1Trainer};
 use checkpoint::{RunState, TargetInfo, RUN_FORMAT};
 use loss_log::LossLog;
@@ -52,6 +53,8 @@ pub struct TrainOptions {
     pub vgg: Option<VggChoice>,
     /// Exemplar candidates stored for transfer.
     pub exemplars: usize,
+    /// Where the networks and batches live (`Cpu` or `Cuda`; resolved, not `Auto`).
+    pub device: Device,
 }
 
 /// What the caller hears after every iteration.
@@ -101,6 +104,9 @@ fn check_options(o: &TrainOptions) -> Result<()> {
     }
     if !(0.0..1.0).contains(&o.holdout) {
         return bad(format!("--holdout {} must be in [0, 1)", o.holdout));
+    }
+    if o.device == Device::Auto {
+        return bad("the device must be resolved (cpu or cuda) before training".into());
     }
     if o.exemplars == 0 {
         return bad("--exemplars must be at least 1".into());
@@ -259,11 +265,12 @@ pub fn train(o: &TrainOptions, observe: &mut dyn FnMut(Progress<'_>)) -> Result<
         state.vgg = v.clone();
     }
     run.create()?;
-    let stage1 = Stage1Trainer::new(
+    let mut stage1 = Stage1Trainer::new(
         &cfg,
         state.seed,
         build_vgg(&state.vgg, state.seed ^ 0x766767)?,
     )?;
+    stage1.to_device(o.device)?;
     let start = state.iteration;
     let log = LossLog::open(&run.losses_csv(), resume.as_ref().map(|_| start))?;
     let target = session::target_data(&data, o.exemplars)?;

@@ -152,12 +152,16 @@ impl Session {
         if plan.started(Stage::Temporal, done) && self.temporal.is_none() {
             let frozen = stages::copy_generator_store(&self.stage1.g_store, &self.cfg)?;
             let vgg = build_vgg(&self.state.vgg, seed ^ 0x766767)?;
-            self.temporal = Some(TemporalTrainer::new(&self.cfg, frozen, seed ^ 0x7e, vgg)?);
+            let mut t = TemporalTrainer::new(&self.cfg, frozen, seed ^ 0x7e, vgg)?;
+            t.to_device(self.opts.device)?;
+            self.temporal = Some(t);
         }
         if plan.started(Stage::Face, done) && self.face.is_none() {
             let frozen = stages::copy_generator_store(&self.stage1.g_store, &self.cfg)?;
             let vgg = build_vgg(&self.state.vgg, seed ^ 0x766767)?;
-            self.face = Some(FaceTrainer::new(&self.cfg, frozen, seed ^ 0xfa, vgg)?);
+            let mut f = FaceTrainer::new(&self.cfg, frozen, seed ^ 0xfa, vgg)?;
+            f.to_device(self.opts.device)?;
+            self.face = Some(f);
         }
         Ok(())
     }
@@ -216,7 +220,10 @@ impl Session {
         let path = self.run.samples().join(format!("iter_{iteration:07}.png"));
         match stage {
             Stage::Stage1 => {
-                let b = self.data.stage1_batch(&idx, &mut rng)?;
+                let b = self
+                    .data
+                    .stage1_batch(&idx, &mut rng)?
+                    .to_device(self.opts.device)?;
                 let out = no_grad(|| {
                     self.stage1.gen.forward(
                         &Var::constant(b.label.clone()),
@@ -248,7 +255,7 @@ impl Session {
             return Ok(());
         };
         let l = self.cfg.temporal_window;
-        let b = stages::temporal_batch(&self.data, idx, l, rng)?;
+        let b = stages::temporal_batch(&self.data, idx, l, rng)?.to_device(self.opts.device)?;
         let outs = no_grad(|| {
             let ex = Var::constant(b.exemplar.clone());
             let mut outs: Vec<Var> = Vec::new();
@@ -280,7 +287,8 @@ impl Session {
         };
         let picks: Vec<usize> = (0..4.min(self.with_face.len())).collect();
         let crop = self.cfg.face_crop;
-        let b = stages::face_batch(&self.data, &self.with_face, &picks, crop, rng)?;
+        let b = stages::face_batch(&self.data, &self.with_face, &picks, crop, rng)?
+            .to_device(self.opts.device)?;
         let (fake, refined) = no_grad(|| {
             let label = Var::constant(b.label.clone());
             let fake = f
@@ -309,23 +317,24 @@ impl Session {
             .ok_or_else(|| Error::invalid("train", format!("iteration {it} is past the plan")))?;
         self.ensure_stages(it)?;
         let lr = LinearDecay::new(len, self.cfg.optim.decay_start)?.factor(local);
-        let (seed, batch) = (self.state.seed, self.state.batch);
+        let (seed, batch, dev) = (self.state.seed, self.state.batch, self.opts.device);
         let mut rng = Rng::new(seed ^ it.wrapping_mul(0x9E37_79B9_7F4A_7C15));
         let idx = walk(&self.data, seed, batch, it);
         let terms = match stage {
             Stage::Stage1 => {
-                let b = self.data.stage1_batch(&idx, &mut rng)?;
+                let b = self.data.stage1_batch(&idx, &mut rng)?.to_device(dev)?;
                 self.stage1.step(&b, lr)?
             }
             Stage::Temporal => {
                 let l = self.cfg.temporal_window;
-                let b = stages::temporal_batch(&self.data, &idx, l, &mut rng)?;
+                let b = stages::temporal_batch(&self.data, &idx, l, &mut rng)?.to_device(dev)?;
                 let t = self.temporal.as_mut().ok_or_else(|| missing("temporal"))?;
                 t.step(&b, lr)?
             }
             Stage::Face => {
                 let crop = self.cfg.face_crop;
-                let b = stages::face_batch(&self.data, &self.with_face, &idx, crop, &mut rng)?;
+                let b = stages::face_batch(&self.data, &self.with_face, &idx, crop, &mut rng)?
+                    .to_device(dev)?;
                 let f = self.face.as_mut().ok_or_else(|| missing("face"))?;
                 f.step(&b, lr)?
             }

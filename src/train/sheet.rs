@@ -36,7 +36,7 @@ pub fn write_sheet(path: &Path, columns: &[Column<'_>]) -> Result<()> {
         let (title, t, is_label) = col.parts();
         let x0 = GAP + k as u32 * (s + GAP);
         draw_text(&mut buf, w, h, (x0 as i64, 4), title, 2, [230; 3]);
-        let data = t.cpu_data()?;
+        let data = t.to_vec()?; // a host copy: the tensors may live on the GPU
         let plane = (s * s) as usize;
         let per = t.dims()[1] * plane;
         for n in 0..b as usize {

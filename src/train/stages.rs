@@ -71,6 +71,8 @@ impl StagePlan {
 pub fn copy_generator_store(src: &ParamStore, cfg: &ModelConfig) -> Result<ParamStore> {
     let store = ParamStore::new(src.seed());
     GeneratorSide::new(&store.root(), cfg)?;
+    // On the source's device first, so the copy shares its buffers instead of a host round trip.
+    store.to_device(src.device())?;
     for e in src.entries() {
         store.set(&e.name, e.var.value())?;
     }

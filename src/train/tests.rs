@@ -36,6 +36,7 @@ fn options(frames: &Path, poses: &Path, out: &Path, iterations: u64) -> TrainOpt
         resume: false,
         vgg: Some(VggChoice::Random { width_divisor: 16 }),
         exemplars: 3,
+        device: Device::Cpu,
     }
 }
 

@@ -10,6 +10,7 @@
 //! Shared here: `LossTerms` (what a step reports), the loss accumulator, the fake/real split of
 //! a discriminator pass, and the frozen stage-1 networks of the later stages.
 
+pub mod device;
 pub mod face;
 pub mod stage1;
 pub mod temporal;

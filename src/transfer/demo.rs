@@ -9,6 +9,7 @@ use crate::data::{ClipOptions, CropMode};
 use crate::error::{Error, Result};
 use crate::model::ModelConfig;
 use crate::synth::{Proportions, SynthOptions};
+use crate::tensor::Device;
 use crate::train::{self, checkpoint, StagePlan, TrainOptions, VggChoice};
 use crate::video::FrameRate;
 use std::path::{Path, PathBuf};
@@ -22,6 +23,8 @@ pub struct DemoOptions {
     /// Iterations of each later stage (temporal, face).
     pub later_iterations: u64,
     pub seed: u64,
+    /// Where training and transfer run (`Cpu` or `Cuda`).
+    pub device: Device,
 }
 
 /// What the demo made.
@@ -160,6 +163,7 @@ pub fn run_demo(
                 resume: have.is_some(),
                 vgg: Some(VggChoice::Random { width_divisor: 8 }),
                 exemplars: 4,
+                device: o.device,
             },
             train_progress,
         )?;
@@ -183,6 +187,7 @@ pub fn run_demo(
             side_by_side: true,
             batch: 4,
             overwrite: true,
+            device: o.device,
         },
         transfer_progress,
     )?;

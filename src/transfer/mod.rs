@@ -19,7 +19,7 @@ use crate::nn::{checkpoint as store_io, ParamStore};
 use crate::pose::openpose_json::EmptyFrame;
 use crate::pose::render::stick_to_rgb8;
 use crate::pose::{render_label, LabelMap, Normalization, NormalizationKind, Pose, ReadOptions};
-use crate::tensor::Tensor;
+use crate::tensor::{Device, Tensor};
 use crate::train::checkpoint::{self, TargetData};
 use crate::video::{Frame, Sink};
 use crate::Var;
@@ -56,6 +56,8 @@ pub struct TransferOptions {
     pub side_by_side: bool,
     pub batch: usize,
     pub overwrite: bool,
+    /// Where the networks run (`Cpu` or `Cuda`; resolved, not `Auto`).
+    pub device: Device,
 }
 
 #[derive(Clone, Debug)]
@@ -82,6 +84,8 @@ pub struct TargetModel {
     pub target: TargetData,
     pub checkpoint: PathBuf,
     pub iteration: u64,
+    /// Where the networks are (`to_device` moves them).
+    device: Device,
     _stores: Vec<ParamStore>,
 }
 
@@ -145,8 +149,18 @@ impl TargetModel {
             target,
             checkpoint: dir,
             iteration: state.iteration,
+            device: Device::Cpu,
             _stores: stores,
         })
+    }
+
+    /// Moves every network to `device` (`Cpu` or `Cuda`); `generate` then runs there.
+    pub fn to_device(&mut self, device: Device) -> Result<()> {
+        for store in &self._stores {
+            store.to_device(device)?;
+        }
+        self.device = device;
+        Ok(())
     }
 
     /// Generates consecutive frames for `labels` [B, C, S, S] with exemplars [B, 3, S, S] and
@@ -159,9 +173,9 @@ impl TargetModel {
         poses: &[Pose],
         history: &mut Vec<Var>,
     ) -> Result<Tensor> {
-        no_grad(|| {
-            let label = Var::constant(labels.clone());
-            let exemplar = Var::constant(exemplars.clone());
+        let host = no_grad(|| {
+            let label = Var::constant(labels.to_device(self.device)?);
+            let exemplar = Var::constant(exemplars.to_device(self.device)?);
             let frames = match &self.temporal {
                 None => self.gen.forward(&label, &exemplar, false)?.fake,
                 Some(g1) => {
@@ -183,7 +197,12 @@ impl TargetModel {
                 None => Ok(frames.value()),
                 Some(g2) => self.refine_faces(g2, &label, &frames, poses),
             }
-        })
+        })?;
+        // The frames are encoded on the host.
+        match host.device() {
+            Device::Cpu => Ok(host),
+            _ => host.to_device(Device::Cpu),
+        }
     }
 
     /// Pastes G2's refinement into every frame whose pose shows a head.
@@ -306,7 +325,8 @@ pub fn transfer(
     if o.batch == 0 {
         return Err(Error::invalid("transfer", "--batch must be at least 1"));
     }
-    let model = TargetModel::load(&o.model)?;
+    let mut model = TargetModel::load(&o.model)?;
+    model.to_device(o.device)?;
     let cfg = &model.cfg;
     let s = cfg.image_size;
     let clip = load_clip(

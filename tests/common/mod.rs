@@ -522,3 +522,17 @@ pub fn run_fixture(stem: &str, run_case: fn(&Case, &mut Log) -> R<()>) {
         );
     }
 }
+
+/// Whether the CUDA backend can run here, for the `#[ignore]`d GPU tests: without one they print
+/// why and skip, unless ENGINE_REQUIRE_GPU=1 (set on the GPU machine), which makes it a failure.
+pub fn gpu_ok() -> bool {
+    let require = std::env::var("ENGINE_REQUIRE_GPU").is_ok_and(|v| v == "1");
+    match engine::backend::cuda_backend_status() {
+        Ok(()) => true,
+        Err(reason) => {
+            assert!(!require, "ENGINE_REQUIRE_GPU=1 but: {reason}");
+            println!("no GPU: skipped ({reason})");
+            false
+        }
+    }
+}

@@ -1,0 +1,386 @@
+//! The model pipeline on the GPU against the CPU: one trainer per stage stepped on both devices
+//! from the same init and batch (loss terms, parameters after two Adam steps), then a short
+//! `engine train` run with resume and a transfer on each device (the frames agree). This is what
+//! lifts the `--device cuda` refusal of the CLI. Needs a GPU: every test is `#[ignore]`d; run
+//! with `--ignored --test-threads=1 --nocapture` (ENGINE_REQUIRE_GPU=1 fails instead of skipping
+//! when no GPU is found).
+#![cfg(feature = "cuda")]
+
+mod common;
+
+use common::gpu_ok;
+
+use engine::data::{ClipOptions, CropMode};
+use engine::model::vgg19::{Vgg19, Vgg19Spec};
+use engine::model::ModelConfig;
+use engine::nn::ParamStore;
+use engine::pose::transform::CropBox;
+use engine::synth::SynthOptions;
+use engine::train::stages::copy_generator_store;
+use engine::train::{train, StagePlan, TrainOptions, VggChoice};
+use engine::train_step::{
+    FaceBatch, FaceTrainer, LossTerms, Stage1Batch, Stage1Trainer, TemporalBatch, TemporalTrainer,
+};
+use engine::transfer::{transfer, ExemplarChoice, TransferOptions};
+use engine::{Device, Tensor};
+use std::path::{Path, PathBuf};
+
+const SEED: u64 = 11;
+/// Adam steps per trainer comparison.
+const STEPS: usize = 2;
+
+fn cfg() -> ModelConfig {
+    ModelConfig::preset("tiny").expect("tiny preset")
+}
+
+fn vgg() -> Vgg19 {
+    Vgg19::new(Vgg19Spec::scaled(8), SEED ^ 3).expect("vgg")
+}
+
+fn uniform(d: &[usize], lo: f32, hi: f32, seed: u64) -> Tensor {
+    Tensor::rand_uniform(d.to_vec(), lo, hi, seed)
+}
+
+/// Loss terms agree to `rtol` (relative to max(1, |cpu|)); both finite.
+fn check_terms(what: &str, cpu: &LossTerms, gpu: &LossTerms, rtol: f32, fails: &mut Vec<String>) {
+    for ((name, a), (name_b, b)) in cpu.terms.iter().zip(&gpu.terms) {
+        let ok = name == name_b && a.is_finite() && b.is_finite() && {
+            (a - b).abs() <= rtol * a.abs().max(1.0)
+        };
+        println!("{what} {name} cpu {a:.6e} gpu {b:.6e} {}", pass(ok));
+        if !ok {
+            fails.push(format!("{what} {name}: cpu {a} gpu {b}"));
+        }
+    }
+    if cpu.terms.len() != gpu.terms.len() {
+        fails.push(format!(
+            "{what}: {} vs {} terms",
+            cpu.terms.len(),
+            gpu.terms.len()
+        ));
+    }
+}
+
+fn pass(ok: bool) -> &'static str {
+    if ok {
+        "PASS"
+    } else {
+        "FAIL"
+    }
+}
+
+/// Parameters after `STEPS` Adam steps. Adam's first steps move every weight by about ±lr
+/// whatever the gradient's size, so a gradient near 0 whose sign differs between the devices
+/// (summation order) moves that weight 2·lr apart: every element must be within 2·lr per step,
+/// and at most 1% of a tensor's elements may differ by more than lr/10.
+fn check_store(what: &str, cpu: &ParamStore, gpu: &ParamStore, lr: f32, fails: &mut Vec<String>) {
+    let bound = 2.0 * lr * STEPS as f32 + 1e-5;
+    let mut worst = (0.0f32, String::new());
+    for (a, b) in cpu.entries().iter().zip(gpu.entries()) {
+        assert_eq!(a.name, b.name);
+        let (x, y) = (
+            a.var.value().to_vec().unwrap(),
+            b.var.value().to_vec().unwrap(),
+        );
+        let mut far = 0usize;
+        let mut max = 0.0f32;
+        for (p, q) in x.iter().zip(&y) {
+            let d = (p - q).abs();
+            if !d.is_finite() || d > bound {
+                max = f32::INFINITY;
+            }
+            max = max.max(d);
+            far += (d > lr / 10.0) as usize;
+        }
+        if max > worst.0 {
+            worst = (max, a.name.clone());
+        }
+        if max > bound || far * 100 > x.len() {
+            fails.push(format!(
+                "{what} {}: max |Δ| {max:e} (bound {bound:e}), {far} of {} over lr/10",
+                a.name,
+                x.len()
+            ));
+        }
+    }
+    println!(
+        "{what} params: worst |Δ| {:e} in {} (bound {bound:e})",
+        worst.0, worst.1
+    );
+}
+
+fn finish(fails: Vec<String>) {
+    assert!(
+        fails.is_empty(),
+        "{} failures:\n{}",
+        fails.len(),
+        fails.join("\n")
+    );
+}
+
+#[test]
+#[ignore]
+fn stage1_trainer_steps_match_the_cpu() {
+    if !gpu_ok() {
+        return;
+    }
+    let cfg = cfg();
+    let (s, lc) = (cfg.image_size, cfg.label_channels());
+    let mut cpu = Stage1Trainer::new(&cfg, SEED, vgg()).unwrap();
+    let mut gpu = Stage1Trainer::new(&cfg, SEED, vgg()).unwrap();
+    gpu.to_device(Device::Cuda).unwrap();
+    let mut fails = Vec::new();
+    for step in 0..STEPS {
+        let k = 100 * step as u64;
+        let batch = Stage1Batch {
+            label: uniform(&[2, lc, s, s], 0.0, 1.0, 1 + k),
+            exemplar: uniform(&[2, 3, s, s], -1.0, 1.0, 2 + k),
+            gt: uniform(&[2, 3, s, s], -1.0, 1.0, 3 + k),
+        };
+        let a = cpu.step(&batch, 1.0).unwrap();
+        let b = gpu
+            .step(&batch.to_device(Device::Cuda).unwrap(), 1.0)
+            .unwrap();
+        check_terms(&format!("stage1 step {step}"), &a, &b, 2e-3, &mut fails);
+    }
+    check_store(
+        "stage1 G",
+        &cpu.g_store,
+        &gpu.g_store,
+        cfg.optim.g_lr,
+        &mut fails,
+    );
+    check_store(
+        "stage1 D",
+        &cpu.d_store,
+        &gpu.d_store,
+        cfg.optim.d_lr,
+        &mut fails,
+    );
+    finish(fails);
+}
+
+/// A frozen stage-1 store for the later stages, the same on both devices.
+fn frozen_pair(cfg: &ModelConfig) -> (ParamStore, ParamStore) {
+    let stage1 = Stage1Trainer::new(cfg, SEED, vgg()).unwrap();
+    let cpu = copy_generator_store(&stage1.g_store, cfg).unwrap();
+    let gpu = copy_generator_store(&stage1.g_store, cfg).unwrap();
+    (cpu, gpu)
+}
+
+#[test]
+#[ignore]
+fn temporal_trainer_steps_match_the_cpu() {
+    if !gpu_ok() {
+        return;
+    }
+    let cfg = cfg();
+    let (s, lc, l) = (cfg.image_size, cfg.label_channels(), cfg.temporal_window);
+    let (fc, fg) = frozen_pair(&cfg);
+    let mut cpu = TemporalTrainer::new(&cfg, fc, SEED ^ 0x7e, vgg()).unwrap();
+    let mut gpu = TemporalTrainer::new(&cfg, fg, SEED ^ 0x7e, vgg()).unwrap();
+    gpu.to_device(Device::Cuda).unwrap();
+    let mut fails = Vec::new();
+    for step in 0..STEPS {
+        let k = 100 * step as u64;
+        let batch = TemporalBatch {
+            labels: (0..l)
+                .map(|i| uniform(&[2, lc, s, s], 0.0, 1.0, 10 + i as u64 + k))
+                .collect(),
+            frames: (0..l)
+                .map(|i| uniform(&[2, 3, s, s], -1.0, 1.0, 20 + i as u64 + k))
+                .collect(),
+            exemplar: uniform(&[2, 3, s, s], -1.0, 1.0, 30 + k),
+        };
+        let a = cpu.step(&batch, 1.0).unwrap();
+        let b = gpu
+            .step(&batch.to_device(Device::Cuda).unwrap(), 1.0)
+            .unwrap();
+        check_terms(&format!("temporal step {step}"), &a, &b, 2e-3, &mut fails);
+    }
+    check_store("G1", &cpu.g_store, &gpu.g_store, cfg.optim.g_lr, &mut fails);
+    check_store("D1", &cpu.d_store, &gpu.d_store, cfg.optim.d_lr, &mut fails);
+    finish(fails);
+}
+
+#[test]
+#[ignore]
+fn face_trainer_steps_match_the_cpu() {
+    if !gpu_ok() {
+        return;
+    }
+    let cfg = cfg();
+    let (s, lc, c) = (cfg.image_size, cfg.label_channels(), cfg.face_crop);
+    let (fc, fg) = frozen_pair(&cfg);
+    let mut cpu = FaceTrainer::new(&cfg, fc, SEED ^ 0xfa, vgg()).unwrap();
+    let mut gpu = FaceTrainer::new(&cfg, fg, SEED ^ 0xfa, vgg()).unwrap();
+    gpu.to_device(Device::Cuda).unwrap();
+    let boxes = vec![
+        CropBox {
+            x: 3,
+            y: 5,
+            w: c as _,
+            h: c as _,
+        },
+        CropBox {
+            x: (s - c) as _,
+            y: 0,
+            w: c as _,
+            h: c as _,
+        },
+    ];
+    let mut fails = Vec::new();
+    for step in 0..STEPS {
+        let k = 100 * step as u64;
+        let batch = FaceBatch {
+            label: uniform(&[2, lc, s, s], 0.0, 1.0, 40 + k),
+            exemplar: uniform(&[2, 3, s, s], -1.0, 1.0, 41 + k),
+            gt: uniform(&[2, 3, s, s], -1.0, 1.0, 42 + k),
+            boxes: boxes.clone(),
+        };
+        let a = cpu.step(&batch, 1.0).unwrap();
+        let b = gpu
+            .step(&batch.to_device(Device::Cuda).unwrap(), 1.0)
+            .unwrap();
+        check_terms(&format!("face step {step}"), &a, &b, 2e-3, &mut fails);
+    }
+    check_store("G2", &cpu.g_store, &gpu.g_store, cfg.optim.g_lr, &mut fails);
+    check_store("D2", &cpu.d_store, &gpu.d_store, cfg.optim.d_lr, &mut fails);
+    finish(fails);
+}
+
+/// A fresh folder under the system temp dir.
+fn temp_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "engine_cuda_pipeline_{name}_{}",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn train_opts(
+    frames: &Path,
+    poses: &Path,
+    out: &Path,
+    plan: StagePlan,
+    device: Device,
+) -> TrainOptions {
+    TrainOptions {
+        target: frames.to_path_buf(),
+        poses: poses.to_path_buf(),
+        out: out.to_path_buf(),
+        config: Some(cfg()),
+        plan: Some(plan),
+        batch: 2,
+        checkpoint_every: 2,
+        sample_every: 2,
+        seed: SEED,
+        holdout: 0.2,
+        clip: ClipOptions::default(),
+        resume: false,
+        vgg: Some(VggChoice::Random { width_divisor: 8 }),
+        exemplars: 3,
+        device,
+    }
+}
+
+/// The PNG frames of a transfer output folder, in order.
+fn read_frames(dir: &Path) -> Vec<Vec<u8>> {
+    let mut paths: Vec<PathBuf> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "png"))
+        .collect();
+    paths.sort();
+    paths
+        .iter()
+        .map(|p| image::open(p).unwrap().to_rgb8().into_raw())
+        .collect()
+}
+
+/// `engine train` through all three stages on the GPU (stopped and resumed in the middle), then
+/// `engine transfer` on each device from the GPU-trained run: the same frames within rounding.
+#[test]
+#[ignore]
+fn train_resume_and_transfer_run_on_the_gpu() {
+    if !gpu_ok() {
+        return;
+    }
+    let dir = temp_dir("run");
+    let (frames, poses) = (dir.join("frames"), dir.join("poses"));
+    let synth = SynthOptions {
+        width: 80,
+        height: 72,
+        frames: 12,
+        ..SynthOptions::default()
+    };
+    engine::synth::write(&synth, None, Some(&frames), &poses).unwrap();
+    let run = dir.join("run");
+    let full = StagePlan {
+        stage1: 4,
+        temporal: 2,
+        face: 2,
+    };
+    let first = StagePlan {
+        temporal: 0,
+        face: 0,
+        ..full
+    };
+    let s1 = train(
+        &train_opts(&frames, &poses, &run, first, Device::Cuda),
+        &mut |_| {},
+    )
+    .unwrap();
+    assert_eq!(s1.iteration, 4);
+    let mut resume = train_opts(&frames, &poses, &run, full, Device::Cuda);
+    resume.resume = true;
+    resume.config = None;
+    let s2 = train(&resume, &mut |_| {}).unwrap();
+    assert_eq!((s2.start_iteration, s2.iteration), (4, 8));
+    for (name, v) in &s2.last_terms.terms {
+        assert!(v.is_finite(), "{name} = {v}");
+    }
+    let mut outs = Vec::new();
+    for (name, device) in [("cpu", Device::Cpu), ("gpu", Device::Cuda)] {
+        let out = dir.join(format!("transfer_{name}"));
+        let summary = transfer(
+            &TransferOptions {
+                source: frames.clone(),
+                source_poses: poses.clone(),
+                model: run.clone(),
+                out: out.clone(),
+                crop: CropMode::Centre,
+                max_frames: Some(6),
+                allow_missing_person: false,
+                normalization: None,
+                exemplar: ExemplarChoice::Auto,
+                side_by_side: false,
+                batch: 3,
+                overwrite: true,
+                device,
+            },
+            &mut |_, _| {},
+        )
+        .unwrap();
+        assert_eq!(summary.frames, 6);
+        outs.push(read_frames(&out));
+    }
+    let (a, b) = (&outs[0], &outs[1]);
+    assert_eq!(a.len(), b.len());
+    let (mut sum, mut n, mut max) = (0u64, 0u64, 0u8);
+    for (x, y) in a.iter().zip(b) {
+        for (p, q) in x.iter().zip(y) {
+            let d = p.abs_diff(*q);
+            sum += d as u64;
+            n += 1;
+            max = max.max(d);
+        }
+    }
+    let mean = sum as f64 / n as f64;
+    println!("transfer cpu vs gpu: mean |Δ| {mean:.3} max {max} (bytes)");
+    // Same weights, f32 on both: rounding moves a pixel by a byte at most, here and there.
+    assert!(mean <= 0.5 && max <= 8, "mean {mean} max {max}");
+    let _ = std::fs::remove_dir_all(&dir);
+}
