@@ -1,8 +1,10 @@
 //! The backend contract: every primitive the model needs, forward and backward, in one trait.
 //! Composite ops live in `nn`; backward rules that are compositions of forward primitives live in
 //! `autograd::rules`; the ones that need their own kernel are listed here as `*_backward`.
-//! All tensors passed in are contiguous row-major; shapes are checked by the backend.
+//! All tensors passed in are contiguous row-major; shapes are checked by the backend, through the
+//! shared `checks`.
 
+mod checks;
 pub mod cpu;
 #[cfg(feature = "cuda")]
 pub mod cuda;

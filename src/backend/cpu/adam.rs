@@ -1,9 +1,9 @@
 //! One Adam / AdamW step in place, with PyTorch's `torch.optim.Adam` (non-fused) arithmetic.
 
 use super::layout::GRAIN;
-use super::same_shape;
+use crate::backend::checks;
 use crate::backend::*;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::tensor::Tensor;
 use rayon::prelude::*;
 
@@ -14,19 +14,7 @@ pub fn adam_step(
     v: &mut Tensor,
     p: AdamParams,
 ) -> Result<()> {
-    const OP: &str = "adam_step";
-    same_shape(OP, param, grad)?;
-    same_shape(OP, param, m)?;
-    same_shape(OP, param, v)?;
-    if p.step == 0 {
-        return Err(Error::invalid(OP, "step is 1-based, got 0"));
-    }
-    if !(0.0..1.0).contains(&p.beta1) || !(0.0..1.0).contains(&p.beta2) {
-        return Err(Error::invalid(
-            OP,
-            format!("betas must lie in [0, 1), got {} and {}", p.beta1, p.beta2),
-        ));
-    }
+    checks::adam(param, grad, m, v, &p)?;
     // Bias corrections in f64 (as PyTorch computes them in Python floats).
     let t = p.step as f64;
     let bc1 = 1.0 - (p.beta1 as f64).powf(t);
@@ -62,6 +50,7 @@ pub fn adam_step(
 mod tests {
     use super::super::layout::tests::assert_close;
     use super::*;
+    use crate::error::Error;
 
     fn params(wd: f32, decoupled: bool, step: u64) -> AdamParams {
         AdamParams {

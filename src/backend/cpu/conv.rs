@@ -3,11 +3,11 @@
 //! zero or reflect padding, see `unfold::Im2col`) and multiplied by `sgemm` straight into the
 //! output; the backward scatters GEMM columns back (col2im) or accumulates dy·colsᵀ.
 
-use super::dims4;
 use super::sgemm;
 use super::unfold::Im2col;
+use crate::backend::checks::{self, ConvGeom};
 use crate::backend::*;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::tensor::Tensor;
 use rayon::prelude::*;
 
@@ -40,6 +40,7 @@ where
 /// The checked shapes of one conv call.
 #[derive(Clone, Copy, Debug)]
 struct Geom {
+    shape: ConvGeom,
     n: usize,
     c_in: usize,
     c_out: usize,
@@ -92,39 +93,17 @@ impl Geom {
         &dys[(s * self.c_out + gi * mg) * l..][..mg * l]
     }
     fn out_shape(&self) -> [usize; 4] {
-        [self.n, self.c_out, self.win.oh, self.win.ow]
+        self.shape.out()
     }
 }
 
-fn shape4(op: &'static str, what: &str, d: &[usize]) -> Result<[usize; 4]> {
-    d.try_into()
-        .map_err(|_| Error::shape(op, format!("expected {what}, got {d:?}")))
-}
-
-/// Validates `x` dims [N, C_in, H, W] against `w` dims [C_out, C_in/groups, kH, kW] and `p`.
+/// The im2col plan of `x` dims [N, C_in, H, W] and `w` dims [C_out, C_in/groups, kH, kW],
+/// once `checks::conv` has accepted them with `p`.
 fn geometry(op: &'static str, x: &[usize], w: &[usize], p: Conv2dParams) -> Result<Geom> {
-    let [n, c_in, h, wd] = shape4(op, "input [N, C_in, H, W]", x)?;
-    let [c_out, cg, kh, kw] = shape4(op, "weights [C_out, C_in/groups, kH, kW]", w)?;
-    let g = p.groups;
-    if g == 0 || c_out % g != 0 || cg * g != c_in {
-        let detail = format!("input {x:?}, weights {w:?} and groups {g} disagree");
-        return Err(Error::shape(op, detail));
-    }
-    let zero = kh == 0 || kw == 0 || p.stride.0 == 0 || p.stride.1 == 0;
-    if zero || p.dilation.0 == 0 || p.dilation.1 == 0 {
-        let detail = format!("kernel {kh}x{kw}, stride and dilation must be positive: {p:?}");
-        return Err(Error::invalid(op, detail));
-    }
-    if h == 0 || wd == 0 {
-        return Err(Error::shape(op, format!("empty {h}x{wd} input planes")));
-    }
-    let reflect = p.pad_mode == PadMode::Reflect;
-    if reflect && (p.padding.0 >= h || p.padding.1 >= wd) {
-        let detail = format!("reflect padding {:?} must be < input {h}x{wd}", p.padding);
-        return Err(Error::invalid(op, detail));
-    }
-    let fit = || Error::shape(op, format!("kernel {w:?}, {p:?}: too big for {x:?}"));
-    let (oh, ow) = p.out_size(h, wd, kh, kw).ok_or_else(fit)?;
+    let shape = checks::conv(op, x, w, p)?;
+    let ([n, c_in, h, wd], [c_out, cg, kh, kw]) = (shape.x, shape.w);
+    let (g, reflect) = (p.groups, p.pad_mode == PadMode::Reflect);
+    let (oh, ow) = (shape.oh, shape.ow);
     let win = Im2col {
         c: cg,
         h,
@@ -139,6 +118,7 @@ fn geometry(op: &'static str, x: &[usize], w: &[usize], p: Conv2dParams) -> Resu
         reflect,
     };
     Ok(Geom {
+        shape,
         n,
         c_in,
         c_out,
@@ -146,15 +126,6 @@ fn geometry(op: &'static str, x: &[usize], w: &[usize], p: Conv2dParams) -> Resu
         mg: c_out / g,
         win,
     })
-}
-
-/// Errors unless `dy` has the conv's output shape.
-fn check_dy(op: &'static str, g: &Geom, dy: &Tensor) -> Result<()> {
-    if dy.dims() == g.out_shape() {
-        return Ok(());
-    }
-    let detail = format!("dy {:?} but the conv gives {:?}", dy.shape(), g.out_shape());
-    Err(Error::shape(op, detail))
 }
 
 /// dst [cols, rows] = srcᵀ, where row r of src starts at `r·rs`. Eight source rows at a time:
@@ -198,14 +169,8 @@ fn weights_t(g: &Geom, ws: &[f32]) -> Vec<f32> {
 
 pub fn conv2d(x: &Tensor, w: &Tensor, bias: Option<&Tensor>, p: Conv2dParams) -> Result<Tensor> {
     let g = geometry("conv2d", x.dims(), w.dims(), p)?;
-    let bias = match bias {
-        Some(b) if b.dims() != [g.c_out] => {
-            let detail = format!("bias {:?} for {} output channels", b.shape(), g.c_out);
-            return Err(Error::shape("conv2d", detail));
-        }
-        Some(b) => Some(b.cpu_data()?),
-        None => None,
-    };
+    checks::conv_bias("conv2d", &g.shape, bias)?;
+    let bias = bias.map(|b| b.cpu_data()).transpose()?;
     let xs = x.cpu_data()?;
     let wt = weights_t(&g, w.cpu_data()?);
     let (k, l, mg) = (g.k(), g.l(), g.mg);
@@ -252,7 +217,7 @@ pub fn conv2d_backward_input(
 ) -> Result<Tensor> {
     let op = "conv2d_backward_input";
     let g = geometry(op, x_shape, w.dims(), p)?;
-    check_dy(op, &g, dy)?;
+    checks::conv_dy(op, &g.shape, dy)?;
     let (dys, ws) = (dy.cpu_data()?, w.cpu_data()?);
     let (k, l, hw, mg, cg) = (g.k(), g.l(), g.hw(), g.mg, g.win.c);
     let mut dx = vec![0.0f32; g.n * g.c_in * hw];
@@ -287,7 +252,7 @@ pub fn conv2d_backward_weight(
 ) -> Result<Tensor> {
     let op = "conv2d_backward_weight";
     let g = geometry(op, x.dims(), w_shape, p)?;
-    check_dy(op, &g, dy)?;
+    checks::conv_dy(op, &g.shape, dy)?;
     let (xs, dys) = (x.cpu_data()?, dy.cpu_data()?);
     let size = g.c_out * g.k();
     let tasks = (0..g.n).flat_map(|s| (0..g.groups).map(move |gi| (s, gi)));
@@ -354,7 +319,7 @@ fn weight_group(
 
 /// Sum of dy over N, H and W -> [C_out] (accumulated in f64: the sums can be long).
 pub fn conv2d_backward_bias(dy: &Tensor) -> Result<Tensor> {
-    let [n, c, h, w] = dims4("conv2d_backward_bias", dy)?;
+    let [n, c, h, w] = checks::nchw("conv2d_backward_bias", dy)?;
     let d = dy.cpu_data()?;
     let hw = h * w;
     let out: Vec<f32> = (0..c)
@@ -372,6 +337,7 @@ pub fn conv2d_backward_bias(dy: &Tensor) -> Result<Tensor> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::Error;
 
     /// Padded coordinate -> source index (zeros: None outside), independent of `Im2col`.
     fn src(i: isize, n: usize, reflect: bool) -> Option<usize> {

@@ -13,9 +13,10 @@
 //! fused with the normalisation's backward.
 
 use super::norm::{centred_moments, map_rows, row_sums, rows};
+use crate::backend::checks;
 use crate::backend::cpu::sgemm;
 use crate::backend::*;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::tensor::Tensor;
 use rayon::prelude::*;
 use std::borrow::Cow;
@@ -38,39 +39,10 @@ struct Dims {
     v: usize,
 }
 
+/// The dims `checks::corr_warp` accepts.
 fn check(op: &'static str, q: &Tensor, k: &Tensor, v: &Tensor, p: CorrWarpParams) -> Result<Dims> {
-    let what = || {
-        format!(
-            "q [B,C,N] {:?}, k [B,C,M] {:?}, v [B,M,V] {:?}",
-            q.shape(),
-            k.shape(),
-            v.shape()
-        )
-    };
-    let dims3 = |t: &Tensor| <[usize; 3]>::try_from(t.dims()).ok();
-    let (Some([b, c, n]), Some([kb, kc, m]), Some([vb, vm, vv])) = (dims3(q), dims3(k), dims3(v))
-    else {
-        return Err(Error::shape(
-            op,
-            format!("expected rank-3 tensors: {}", what()),
-        ));
-    };
-    if kb != b || vb != b || kc != c || vm != m {
-        return Err(Error::shape(op, format!("sizes disagree: {}", what())));
-    }
-    if c == 0 || m == 0 || vv == 0 {
-        return Err(Error::invalid(
-            op,
-            format!("C, M and V must be non-zero: {}", what()),
-        ));
-    }
-    if !p.scale.is_finite() || (p.normalize && !(p.eps.is_finite() && p.eps >= 0.0)) {
-        return Err(Error::invalid(
-            op,
-            format!("scale must be finite and eps >= 0, got {p:?}"),
-        ));
-    }
-    Ok(Dims { b, c, n, m, v: vv })
+    let [b, c, n, m, v] = checks::corr_warp(op, q, k, v, p)?;
+    Ok(Dims { b, c, n, m, v })
 }
 
 /// q̂ or k̂ [B, C, L]: x itself, or x centred and divided by (‖·‖ + eps) per column, with the
@@ -373,14 +345,7 @@ pub fn corr_warp_backward(
     let op = "corr_warp_backward";
     let d = check(op, q, k, v, p)?;
     let Dims { b, c, n, m, v: vd } = d;
-    if dout.dims() != [b, n, vd] {
-        let msg = format!(
-            "dout must be [B,N,V] = {:?}, got {:?}",
-            [b, n, vd],
-            dout.shape()
-        );
-        return Err(Error::shape(op, msg));
-    }
+    checks::corr_warp_dout(op, [b, c, n, m, vd], dout)?;
     let zeros = |t: &Tensor| Tensor::zeros(t.shape().clone());
     if b == 0 || n == 0 {
         return Ok((zeros(q), zeros(k), zeros(v)));
@@ -439,6 +404,7 @@ pub fn corr_warp_backward(
 mod tests {
     use super::super::norm::tests::{assert_close, check_fd, dot};
     use super::*;
+    use crate::error::Error;
 
     fn params(scale: f32, normalize: bool) -> CorrWarpParams {
         CorrWarpParams {

@@ -1,9 +1,9 @@
 //! Elementwise ops: unary maps and their fused backward, broadcasting binary ops, PReLU.
 
-use super::layout::{broadcast_strides, for_each_row, GRAIN};
-use super::same_shape;
+use super::layout::{for_each_row, GRAIN};
+use crate::backend::checks::{broadcast_strides, prelu_layout, same_shape};
 use crate::backend::*;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::tensor::{Shape, Tensor};
 use rayon::prelude::*;
 
@@ -135,28 +135,16 @@ where
     Tensor::from_vec(out, shape)
 }
 
-/// How PReLU's slopes map onto x: (number of slopes, elements per (n, c) row). A single slope
-/// covers the whole tensor; per-channel slopes need C = x.dims()[1] of them (alpha [C], or any
-/// shape of C elements such as [1, C, 1, 1]).
-fn prelu_layout(op: &'static str, x: &Tensor, alpha: &Tensor) -> Result<(usize, usize)> {
-    if alpha.numel() == 1 {
-        return Ok((1, GRAIN));
-    }
-    match x.dims() {
-        [_, c, rest @ ..] if *c == alpha.numel() => Ok((*c, rest.iter().product())),
-        _ => Err(Error::shape(
-            op,
-            format!(
-                "alpha {:?} must have 1 element or C = dim 1 of x {:?}",
-                alpha.shape(),
-                x.shape()
-            ),
-        )),
-    }
+/// (number of slopes, elements per task row) of PReLU: per-channel slopes (alpha [C], or any
+/// shape of C elements such as [1, C, 1, 1]) walk x by (n, c) rows; a single slope covers the
+/// whole tensor, so its rows are just work chunks.
+fn prelu_rows(op: &'static str, x: &Tensor, alpha: &Tensor) -> Result<(usize, usize)> {
+    let (c, inner) = prelu_layout(op, x, alpha)?;
+    Ok((c, if c == 1 { GRAIN } else { inner }))
 }
 
 pub fn prelu(x: &Tensor, alpha: &Tensor) -> Result<Tensor> {
-    let (c, row) = prelu_layout("prelu", x, alpha)?;
+    let (c, row) = prelu_rows("prelu", x, alpha)?;
     let (xd, ad) = (x.cpu_data()?, alpha.cpu_data()?);
     let mut out = vec![0.0; xd.len()];
     if !out.is_empty() {
@@ -175,7 +163,7 @@ pub fn prelu(x: &Tensor, alpha: &Tensor) -> Result<Tensor> {
 }
 
 pub fn prelu_backward(x: &Tensor, alpha: &Tensor, dy: &Tensor) -> Result<(Tensor, Tensor)> {
-    let (c, row) = prelu_layout("prelu_backward", x, alpha)?;
+    let (c, row) = prelu_rows("prelu_backward", x, alpha)?;
     same_shape("prelu_backward", x, dy)?;
     let (xd, ad, gd) = (x.cpu_data()?, alpha.cpu_data()?, dy.cpu_data()?);
     let mut dx = vec![0.0; xd.len()];
@@ -216,6 +204,7 @@ pub fn prelu_backward(x: &Tensor, alpha: &Tensor, dy: &Tensor) -> Result<(Tensor
 mod tests {
     use super::super::layout::tests::{assert_close, ravel, unravel};
     use super::*;
+    use crate::error::Error;
 
     const ALL: [UnaryOp; 13] = [
         UnaryOp::Neg,

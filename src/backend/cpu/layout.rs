@@ -2,8 +2,9 @@
 //! strided gathers into a new contiguous tensor; `for_each_row` is the shared walker (also used by
 //! broadcasting binary ops and the max-reduction backward).
 
+use crate::backend::checks::{self, broadcast_strides};
 use crate::backend::*;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::tensor::Tensor;
 use rayon::prelude::*;
 
@@ -165,97 +166,20 @@ fn transpose_block(src: &[f32], sq: usize, q: usize, out: &mut [f32]) {
         });
 }
 
-/// Strides that read a tensor of dims `from` as if it had dims `to` (NumPy broadcasting: dims
-/// aligned on the right, 1-sized and missing dims repeat), or a shape error naming `op`.
-pub(super) fn broadcast_strides(
-    op: &'static str,
-    from: &[usize],
-    to: &[usize],
-) -> Result<Vec<usize>> {
-    let err = || Error::shape(op, format!("cannot broadcast {from:?} to {to:?}"));
-    if from.len() > to.len() {
-        return Err(err());
-    }
-    let lead = to.len() - from.len();
-    let src = crate::tensor::Shape::new(from).strides();
-    let mut out = vec![0; to.len()];
-    for (i, (&f, &s)) in from.iter().zip(&src).enumerate() {
-        match (f, to[lead + i]) {
-            (f, t) if f == t => out[lead + i] = if f == 1 { 0 } else { s },
-            (1, _) => out[lead + i] = 0,
-            _ => return Err(err()),
-        }
-    }
-    Ok(out)
-}
-
 pub fn permute(x: &Tensor, dims: &[usize]) -> Result<Tensor> {
-    let rank = x.rank();
-    let mut seen = vec![false; rank];
-    let is_perm = dims.len() == rank
-        && dims
-            .iter()
-            .all(|&d| d < rank && !std::mem::replace(&mut seen[d], true));
-    if !is_perm {
-        return Err(Error::invalid(
-            "permute",
-            format!(
-                "{dims:?} is not a permutation of the axes of {:?}",
-                x.shape()
-            ),
-        ));
-    }
-    let src_strides = x.shape().strides();
-    let out_dims: Vec<usize> = dims.iter().map(|&d| x.dims()[d]).collect();
-    let strides: Vec<usize> = dims.iter().map(|&d| src_strides[d]).collect();
+    let (out_dims, strides) = checks::permute(x, dims)?;
     Tensor::from_vec(gather(x.cpu_data()?, 0, &out_dims, &strides), out_dims)
 }
 
 pub fn narrow(x: &Tensor, axis: usize, start: usize, len: usize) -> Result<Tensor> {
-    let axis = x.shape().axis("narrow", axis)?;
-    let size = x.dims()[axis];
-    if start.checked_add(len).is_none_or(|end| end > size) {
-        return Err(Error::invalid(
-            "narrow",
-            format!(
-                "start {start} + len {len} exceeds dim {axis} of {:?}",
-                x.shape()
-            ),
-        ));
-    }
-    let strides = x.shape().strides();
-    let mut out_dims = x.dims().to_vec();
-    out_dims[axis] = len;
-    let data = gather(x.cpu_data()?, start * strides[axis], &out_dims, &strides);
+    let (out_dims, strides, offset) = checks::narrow(x, axis, start, len)?;
+    let data = gather(x.cpu_data()?, offset, &out_dims, &strides);
     Tensor::from_vec(data, out_dims)
 }
 
 pub fn concat(xs: &[&Tensor], axis: usize) -> Result<Tensor> {
-    let first = xs
-        .first()
-        .ok_or_else(|| Error::invalid("concat", "no tensors"))?;
-    let axis = first.shape().axis("concat", axis)?;
-    let mut total = 0;
-    for x in xs {
-        let fits = x.rank() == first.rank()
-            && x.dims()
-                .iter()
-                .zip(first.dims())
-                .enumerate()
-                .all(|(i, (a, b))| i == axis || a == b);
-        if !fits {
-            return Err(Error::shape(
-                "concat",
-                format!("{:?} vs {:?} along axis {axis}", first.shape(), x.shape()),
-            ));
-        }
-        total += x.dims()[axis];
-    }
-    let outer: usize = first.dims()[..axis].iter().product();
-    let inner: usize = first.dims()[axis + 1..].iter().product();
-    let mut out_dims = first.dims().to_vec();
-    out_dims[axis] = total;
-    let row = total * inner;
+    let (out_dims, axis, outer, inner) = checks::concat(xs, axis)?;
+    let row = out_dims[axis] * inner;
     let mut out = vec![0.0; outer * row];
     if out.is_empty() {
         return Tensor::from_vec(out, out_dims);
@@ -289,32 +213,15 @@ pub fn broadcast_to(x: &Tensor, shape: &[usize]) -> Result<Tensor> {
 }
 
 pub fn sum_to(x: &Tensor, shape: &[usize]) -> Result<Tensor> {
-    let xd = x.dims();
-    let err = || {
-        Error::shape(
-            "sum_to",
-            format!("{shape:?} does not broadcast to {:?}", x.shape()),
-        )
-    };
-    if shape.len() > xd.len() {
-        return Err(err());
-    }
-    let lead = xd.len() - shape.len();
-    let mut mask = vec![true; xd.len()];
-    for (i, &s) in shape.iter().enumerate() {
-        match (s, xd[lead + i]) {
-            (s, d) if s == d => mask[lead + i] = false,
-            (1, _) => {}
-            _ => return Err(err()),
-        }
-    }
-    let out = super::reduce::reduce_raw(ReduceOp::Sum, x.cpu_data()?, xd, &mask)?;
+    let mask = checks::sum_to_mask(x, shape)?;
+    let out = super::reduce::reduce_raw(ReduceOp::Sum, x.cpu_data()?, x.dims(), &mask)?;
     Tensor::from_vec(out, shape.to_vec())
 }
 
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
+    use crate::error::Error;
 
     /// Row-major multi-index of flat index `i`.
     pub(in crate::backend::cpu) fn unravel(mut i: usize, dims: &[usize]) -> Vec<usize> {

@@ -1,19 +1,13 @@
 //! Mean L1 and mean squared error, with f64 accumulation; backward is w.r.t. `a`.
 
 use super::layout::GRAIN;
-use super::same_shape;
-use crate::error::{Error, Result};
+use crate::backend::checks;
+use crate::error::Result;
 use crate::tensor::Tensor;
 use rayon::prelude::*;
 
 fn inputs<'a>(op: &'static str, a: &'a Tensor, b: &'a Tensor) -> Result<(&'a [f32], &'a [f32])> {
-    same_shape(op, a, b)?;
-    if a.numel() == 0 {
-        return Err(Error::invalid(
-            op,
-            format!("the mean of an empty tensor {:?}", a.shape()),
-        ));
-    }
+    checks::loss(op, a, b)?;
     Ok((a.cpu_data()?, b.cpu_data()?))
 }
 
@@ -87,6 +81,7 @@ pub fn mse_loss_backward(a: &Tensor, b: &Tensor, dloss: f32) -> Result<Tensor> {
 mod tests {
     use super::super::layout::tests::assert_close;
     use super::*;
+    use crate::error::Error;
 
     #[test]
     fn losses_match_naive_sums() {

@@ -1,6 +1,7 @@
 //! Batched matrix products on the GEMM crate: transposes become strides, never copies.
 
-use crate::error::{Error, Result};
+use crate::backend::checks;
+use crate::error::Result;
 use crate::tensor::Tensor;
 use rayon::prelude::*;
 
@@ -50,54 +51,11 @@ pub fn sgemm(
 /// rayon; above it the crate threads each product itself.
 const GEMM_THREADS_AT: usize = 1 << 15;
 
-/// The output's batch dims and (m, k, n), or a shape error naming both operands.
-fn plan<'a>(
-    a: &'a Tensor,
-    b: &'a Tensor,
-    trans_a: bool,
-    trans_b: bool,
-) -> Result<(&'a [usize], [usize; 3])> {
-    let err = |why: &str| {
-        Error::shape(
-            "matmul",
-            format!(
-                "{:?} x {:?} (trans_a {trans_a}, trans_b {trans_b}): {why}",
-                a.shape(),
-                b.shape()
-            ),
-        )
-    };
-    let (ad, bd) = (a.dims(), b.dims());
-    let (ra, rb) = (ad.len(), bd.len());
-    if ra < 2 || rb < 2 {
-        return Err(err("both operands need rank >= 2"));
-    }
-    let (m, k) = if trans_a {
-        (ad[ra - 1], ad[ra - 2])
-    } else {
-        (ad[ra - 2], ad[ra - 1])
-    };
-    let (kb, n) = if trans_b {
-        (bd[rb - 1], bd[rb - 2])
-    } else {
-        (bd[rb - 2], bd[rb - 1])
-    };
-    if k != kb {
-        return Err(err(&format!("inner dims {k} vs {kb}")));
-    }
-    let (batch_a, batch_b) = (&ad[..ra - 2], &bd[..rb - 2]);
-    match () {
-        _ if batch_a == batch_b || rb == 2 => Ok((batch_a, [m, k, n])),
-        _ if ra == 2 => Ok((batch_b, [m, k, n])),
-        _ => Err(err("batch dims differ (only a rank-2 operand broadcasts)")),
-    }
-}
-
 pub fn matmul(a: &Tensor, b: &Tensor, trans_a: bool, trans_b: bool) -> Result<Tensor> {
-    let (batch_dims, [m, k, n]) = plan(a, b, trans_a, trans_b)?;
+    let (batch_dims, [m, k, n]) = checks::matmul(a, b, trans_a, trans_b)?;
     let (ra, rb) = (a.rank(), b.rank());
     let batch: usize = batch_dims.iter().product();
-    let mut out_dims = batch_dims.to_vec();
+    let mut out_dims = batch_dims;
     out_dims.extend([m, n]);
     let mut out = vec![0.0; batch * m * n];
     if out.is_empty() || k == 0 {
@@ -144,6 +102,7 @@ pub fn matmul(a: &Tensor, b: &Tensor, trans_a: bool, trans_b: bool) -> Result<Te
 mod tests {
     use super::super::layout::tests::assert_close;
     use super::*;
+    use crate::error::Error;
 
     /// Triple loop over stored layouts, batch by batch (a rank-2 operand is reused).
     fn naive(a: &Tensor, b: &Tensor, ta: bool, tb: bool) -> Vec<f32> {

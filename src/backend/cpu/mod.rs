@@ -1,5 +1,6 @@
 //! The CPU reference backend: f32, row-major, rayon across batch/channels, a GEMM crate under
-//! matmul and conv (im2col). Each op family lives in its own file; this file only routes.
+//! matmul and conv (im2col). Each op family lives in its own file; this file only routes. Shapes
+//! and arguments are checked by `backend::checks`, which the CUDA backend shares.
 
 mod adam;
 mod conv;
@@ -18,33 +19,10 @@ mod unfold;
 pub use matmul::sgemm;
 
 use super::*;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::tensor::Tensor;
 
 pub struct CpuBackend;
-
-/// The four dims of an NCHW tensor, or a shape error naming the op.
-pub(crate) fn dims4(op: &'static str, x: &Tensor) -> Result<[usize; 4]> {
-    match *x.dims() {
-        [n, c, h, w] => Ok([n, c, h, w]),
-        _ => Err(Error::shape(
-            op,
-            format!("expected an NCHW tensor, got {:?}", x.shape()),
-        )),
-    }
-}
-
-/// Errors unless `a` and `b` have the same shape.
-pub(crate) fn same_shape(op: &'static str, a: &Tensor, b: &Tensor) -> Result<()> {
-    if a.dims() == b.dims() {
-        Ok(())
-    } else {
-        Err(Error::shape(
-            op,
-            format!("{:?} vs {:?}", a.shape(), b.shape()),
-        ))
-    }
-}
 
 impl Backend for CpuBackend {
     fn name(&self) -> &'static str {

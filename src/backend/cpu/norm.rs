@@ -5,9 +5,9 @@
 //! normalisation): `row_sums` (f64 sums per statistic, rayon over `outer` and tiles of `inner`)
 //! and `map_rows` (one elementwise pass over contiguous lines, rayon over lines).
 
-use crate::backend::cpu::{dims4, same_shape};
+use crate::backend::checks::{self, same_shape, NormLayout};
 use crate::backend::*;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::tensor::Tensor;
 use rayon::prelude::*;
 
@@ -116,57 +116,19 @@ struct Layout {
     channels: usize,
 }
 
-fn layout(op: &'static str, x: &Tensor, kind: SpadeNorm) -> Result<Layout> {
-    let d = x.dims();
-    let l = match kind {
-        SpadeNorm::Pono => {
-            let [n, c, h, w] = dims4(op, x)?;
-            let stats_dims = vec![n, 1, h, w];
-            Layout {
-                rows: rows(n, c, h * w),
-                ddof: 1,
-                stats_dims,
-                channels: c,
-            }
-        }
-        SpadeNorm::Instance if d.len() >= 3 => {
-            let red = d[2..].iter().product();
-            let stats_dims = vec![d[0], d[1]];
-            Layout {
-                rows: rows(d[0] * d[1], red, 1),
-                ddof: 0,
-                stats_dims,
-                channels: d[1],
-            }
-        }
-        SpadeNorm::Instance => {
-            let msg = format!(
-                "expected [N, C, spatial..] (rank >= 3), got {:?}",
-                x.shape()
-            );
-            return Err(Error::shape(op, msg));
-        }
+/// The row view of a layout `checks::norm` accepted (which also rules out too few values per
+/// statistic: an error, not a NaN).
+fn layout(l: NormLayout, kind: SpadeNorm) -> Layout {
+    let (rows, ddof) = match kind {
+        SpadeNorm::Pono => (rows(l.n, l.c, l.hw), 1),
+        SpadeNorm::Instance => (rows(l.n * l.c, l.hw, 1), 0),
     };
-    // Nothing to average over (or no unbiased variance) is an error, not a NaN.
-    if l.rows.red <= l.ddof {
-        let msg = format!(
-            "{} values per statistic is too few, shape {:?}",
-            l.rows.red,
-            x.shape()
-        );
-        return Err(Error::invalid(op, msg));
+    Layout {
+        rows,
+        ddof,
+        stats_dims: l.stats_dims,
+        channels: l.c,
     }
-    Ok(l)
-}
-
-fn check_eps(op: &'static str, eps: f32) -> Result<()> {
-    if eps.is_finite() && eps >= 0.0 {
-        return Ok(());
-    }
-    Err(Error::invalid(
-        op,
-        format!("eps must be finite and >= 0, got {eps}"),
-    ))
 }
 
 /// The values of an optional per-channel parameter, which must be `[channels]`.
@@ -175,14 +137,8 @@ fn channel_param<'a>(
     t: Option<&'a Tensor>,
     c: usize,
 ) -> Result<Option<&'a [f32]>> {
-    match t {
-        None => Ok(None),
-        Some(t) if t.dims() == [c] => Ok(Some(t.cpu_data()?)),
-        Some(t) => Err(Error::shape(
-            op,
-            format!("weight and bias must be [{c}], got {:?}", t.shape()),
-        )),
-    }
+    checks::channel_param(op, t, c)?;
+    t.map(|t| t.cpu_data()).transpose()
 }
 
 /// Normalises x per the layout and writes `out(flat, stat, x̂)` for every element.
@@ -225,18 +181,7 @@ impl<'a> Saved<'a> {
         st: &'a NormStats,
         dy: &'a Tensor,
     ) -> Result<Self> {
-        let l = layout(op, x, kind)?;
-        same_shape(op, x, dy)?;
-        for (name, t) in [("mean", &st.mean), ("rstd", &st.rstd)] {
-            if t.dims() != l.stats_dims.as_slice() {
-                let msg = format!(
-                    "stats.{name} must be {:?}, got {:?}",
-                    l.stats_dims,
-                    t.shape()
-                );
-                return Err(Error::shape(op, msg));
-            }
-        }
+        let l = layout(checks::norm_saved(op, kind, x, st, dy)?, kind);
         let (mean, rstd) = (st.mean.cpu_data()?, st.rstd.cpu_data()?);
         Ok(Saved {
             l,
@@ -293,8 +238,9 @@ pub fn instance_norm(
     eps: f32,
 ) -> Result<(Tensor, NormStats)> {
     let op = "instance_norm";
-    let l = layout(op, x, SpadeNorm::Instance)?;
-    check_eps(op, eps)?;
+    let kind = SpadeNorm::Instance;
+    let l = layout(checks::norm(op, x, kind)?, kind);
+    checks::eps(op, eps)?;
     let c = l.channels;
     let (w, b) = (channel_param(op, weight, c)?, channel_param(op, bias, c)?);
     // The statistic index is n·C + c.
@@ -332,8 +278,8 @@ pub fn instance_norm_backward(
 }
 
 pub fn pono(x: &Tensor, eps: f32) -> Result<(Tensor, NormStats)> {
-    let l = layout("pono", x, SpadeNorm::Pono)?;
-    check_eps("pono", eps)?;
+    let l = layout(checks::norm("pono", x, SpadeNorm::Pono)?, SpadeNorm::Pono);
+    checks::eps("pono", eps)?;
     forward(x, &l, eps, |_, _, xh| xh)
 }
 
@@ -353,8 +299,8 @@ pub fn spade_modulate(
     eps: f32,
 ) -> Result<(Tensor, NormStats)> {
     let op = "spade_modulate";
-    let l = layout(op, x, norm)?;
-    check_eps(op, eps)?;
+    let l = layout(checks::norm(op, x, norm)?, norm);
+    checks::eps(op, eps)?;
     same_shape(op, x, gamma)?;
     same_shape(op, x, beta)?;
     let (g, b) = (gamma.cpu_data()?, beta.cpu_data()?);
@@ -385,6 +331,7 @@ pub fn spade_modulate_backward(
 #[cfg(test)]
 pub(super) mod tests {
     use super::*;
+    use crate::error::Error;
 
     /// |got − want| ≤ atol + rtol·|want| elementwise; prints the largest share of the tolerance.
     pub(in crate::backend::cpu) fn assert_close(

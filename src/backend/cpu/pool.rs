@@ -2,9 +2,9 @@
 //! task per (sample, channel) plane; windows are clipped to the image, so padded positions
 //! count as zeros (avg) or never win (max).
 
-use super::dims4;
+use crate::backend::checks;
 use crate::backend::*;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::tensor::Tensor;
 use rayon::prelude::*;
 
@@ -19,21 +19,9 @@ struct Geom {
 }
 
 impl Geom {
+    /// Pooling `h × w` planes to `checks::pool`'s output size.
     fn new(op: &'static str, h: usize, w: usize, p: Pool2dParams) -> Result<Geom> {
-        let (kh, kw) = p.kernel;
-        if h == 0 || w == 0 {
-            return Err(Error::shape(op, format!("empty {h}x{w} input planes")));
-        }
-        // PyTorch's rule for both poolings: pad at most half the kernel.
-        if p.padding.0 > kh / 2 || p.padding.1 > kw / 2 {
-            let detail = format!(
-                "padding {:?} exceeds half the kernel {:?}",
-                p.padding, p.kernel
-            );
-            return Err(Error::invalid(op, detail));
-        }
-        let fit = || Error::shape(op, format!("window {p:?} does not fit an input of {h}x{w}"));
-        let (oh, ow) = p.out_size(h, w).ok_or_else(fit)?;
+        let (oh, ow) = checks::pool(op, h, w, p)?;
         Ok(Geom { h, w, oh, ow, p })
     }
     /// Input rows and columns `[y0, y1) × [x0, x1)` of output (oy, ox), clipped to the image.
@@ -84,19 +72,8 @@ fn backward_geom(
     x_shape: &[usize],
     p: Pool2dParams,
 ) -> Result<([usize; 4], Geom)> {
-    let nchw = || Error::shape(op, format!("expected an NCHW input shape, got {x_shape:?}"));
-    let [n, c, h, w]: [usize; 4] = x_shape.try_into().map_err(|_| nchw())?;
-    let g = Geom::new(op, h, w, p)?;
-    if dy.dims() != [n, c, g.oh, g.ow] {
-        let detail = format!(
-            "dy {:?} for input {x_shape:?} pooled to {}x{}",
-            dy.shape(),
-            g.oh,
-            g.ow
-        );
-        return Err(Error::shape(op, detail));
-    }
-    Ok(([n, c, h, w], g))
+    let ([n, c, h, w], (oh, ow)) = checks::pool_backward(op, dy, x_shape, p)?;
+    Ok(([n, c, h, w], Geom { h, w, oh, ow, p }))
 }
 
 /// Runs `f(input plane index, output plane)` over every output plane in parallel.
@@ -111,7 +88,7 @@ fn per_plane(len: usize, plane: usize, f: impl Fn(usize, &mut [f32]) + Sync) -> 
 }
 
 pub fn avg_pool2d(x: &Tensor, p: Pool2dParams) -> Result<Tensor> {
-    let [n, c, h, w] = dims4("avg_pool2d", x)?;
+    let [n, c, h, w] = checks::nchw("avg_pool2d", x)?;
     let g = Geom::new("avg_pool2d", h, w, p)?;
     let xs = x.cpu_data()?;
     let out = per_plane(n * c * g.oh * g.ow, g.oh * g.ow, |i, o| {
@@ -148,7 +125,7 @@ pub fn avg_pool2d_backward(dy: &Tensor, x_shape: &[usize], p: Pool2dParams) -> R
 }
 
 pub fn max_pool2d(x: &Tensor, p: Pool2dParams) -> Result<Tensor> {
-    let [n, c, h, w] = dims4("max_pool2d", x)?;
+    let [n, c, h, w] = checks::nchw("max_pool2d", x)?;
     let g = Geom::new("max_pool2d", h, w, p)?;
     let xs = x.cpu_data()?;
     let out = per_plane(n * c * g.oh * g.ow, g.oh * g.ow, |i, o| {

@@ -4,7 +4,8 @@
 //! reduced, each output is a sum of contiguous runs; when it is kept, whole rows of the input are
 //! accumulated into a row of outputs (vectorisable). Sums accumulate in f64.
 
-use super::layout::{broadcast_strides, for_each_row, GRAIN};
+use super::layout::{for_each_row, GRAIN};
+use crate::backend::checks::{self, axis_mask, broadcast_strides};
 use crate::backend::*;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;
@@ -241,64 +242,15 @@ fn reduce_rows<A: Acc>(
     out
 }
 
-/// Flags of the reduced axes: `axes` empty means all; duplicates and out-of-range are errors.
-fn axis_mask(op: &'static str, x: &Tensor, axes: &[usize]) -> Result<Vec<bool>> {
-    if axes.is_empty() {
-        return Ok(vec![true; x.rank()]);
-    }
-    let mut mask = vec![false; x.rank()];
-    for &a in axes {
-        let a = x.shape().axis(op, a)?;
-        if std::mem::replace(&mut mask[a], true) {
-            return Err(Error::invalid(
-                op,
-                format!("axis {a} listed twice in {axes:?}"),
-            ));
-        }
-    }
-    Ok(mask)
-}
-
-fn keepdim_dims(x: &Tensor, mask: &[bool]) -> Vec<usize> {
-    x.dims()
-        .iter()
-        .zip(mask)
-        .map(|(&d, &m)| if m { 1 } else { d })
-        .collect()
-}
-
 pub fn reduce(op: ReduceOp, x: &Tensor, axes: &[usize], keepdim: bool) -> Result<Tensor> {
     let mask = axis_mask("reduce", x, axes)?;
     let data = reduce_raw(op, x.cpu_data()?, x.dims(), &mask)?;
-    let dims: Vec<usize> = if keepdim {
-        keepdim_dims(x, &mask)
-    } else {
-        x.dims()
-            .iter()
-            .zip(&mask)
-            .filter(|(_, &m)| !m)
-            .map(|(&d, _)| d)
-            .collect()
-    };
-    Tensor::from_vec(data, dims)
+    Tensor::from_vec(data, checks::reduced_dims(x.dims(), &mask, keepdim))
 }
 
 pub fn reduce_max_backward(x: &Tensor, y: &Tensor, dy: &Tensor, axes: &[usize]) -> Result<Tensor> {
-    const OP: &str = "reduce_max_backward";
-    let mask = axis_mask(OP, x, axes)?;
-    let kd = keepdim_dims(x, &mask);
-    if y.dims() != kd || dy.dims() != kd {
-        return Err(Error::shape(
-            OP,
-            format!(
-                "x {:?} over axes {axes:?} needs y and dy of {kd:?}, got {:?} and {:?}",
-                x.shape(),
-                y.shape(),
-                dy.shape()
-            ),
-        ));
-    }
-    let ys = broadcast_strides(OP, &kd, x.dims())?;
+    let (mask, kd) = checks::max_backward(x, y, dy, axes)?;
+    let ys = broadcast_strides("reduce_max_backward", &kd, x.dims())?;
     let xs = x.shape().strides();
     let (xd, yd) = (x.cpu_data()?, y.cpu_data()?);
     // 1 where x attains its group's maximum (NaN maxima are attained by NaNs).
@@ -333,10 +285,11 @@ pub fn reduce_max_backward(x: &Tensor, y: &Tensor, dy: &Tensor, axes: &[usize]) 
 mod tests {
     use super::super::layout::tests::{assert_close, ravel, unravel};
     use super::*;
+    use crate::backend::checks::keepdim_dims;
 
     /// Straightforward reference: visit every element, accumulate into its keepdim output.
     fn naive(op: ReduceOp, x: &Tensor, mask: &[bool]) -> Vec<f32> {
-        let kd = keepdim_dims(x, mask);
+        let kd = keepdim_dims(x.dims(), mask);
         let n: usize = kd.iter().product();
         let mut acc = vec![
             if op == ReduceOp::Max {
@@ -388,7 +341,7 @@ mod tests {
             let mask = axis_mask("t", &x, &axes).unwrap();
             for op in [ReduceOp::Sum, ReduceOp::Mean, ReduceOp::Max] {
                 let y = reduce(op, &x, &axes, true).unwrap();
-                assert_eq!(y.dims(), &keepdim_dims(&x, &mask)[..]);
+                assert_eq!(y.dims(), &keepdim_dims(x.dims(), &mask)[..]);
                 assert_close(y.cpu_data().unwrap(), &naive(op, &x, &mask), 1e-4, 1e-5);
                 let z = reduce(op, &x, &axes, false).unwrap();
                 assert_eq!(z.numel(), y.numel());

@@ -2,9 +2,9 @@
 //! the adjoint. Both modes reduce to per-axis tables of two source indices and a weight (nearest
 //! uses weight 0 on the second), so forward and backward share one interpolation rule.
 
-use super::dims4;
+use crate::backend::checks;
 use crate::backend::*;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::tensor::Tensor;
 use rayon::prelude::*;
 
@@ -53,17 +53,12 @@ fn tables(
     (oh, ow): (usize, usize),
     mode: ResizeMode,
 ) -> Result<(Taps, Taps)> {
-    if h == 0 || w == 0 || oh == 0 || ow == 0 {
-        return Err(Error::shape(
-            op,
-            format!("cannot resize {h}x{w} to {oh}x{ow}: empty planes"),
-        ));
-    }
+    checks::resize(op, (h, w), (oh, ow))?;
     Ok((taps(h, oh, mode), taps(w, ow, mode)))
 }
 
 pub fn resize2d(x: &Tensor, out_hw: (usize, usize), mode: ResizeMode) -> Result<Tensor> {
-    let [n, c, h, w] = dims4("resize2d", x)?;
+    let [n, c, h, w] = checks::nchw("resize2d", x)?;
     let (oh, ow) = out_hw;
     let (ty, tx) = tables("resize2d", (h, w), out_hw, mode)?;
     let xs = x.cpu_data()?;
@@ -86,17 +81,8 @@ pub fn resize2d(x: &Tensor, out_hw: (usize, usize), mode: ResizeMode) -> Result<
 
 /// The adjoint of `resize2d`: each dy entry is scattered onto its taps with the same weights.
 pub fn resize2d_backward(dy: &Tensor, x_shape: &[usize], mode: ResizeMode) -> Result<Tensor> {
-    let op = "resize2d_backward";
-    let nchw = || Error::shape(op, format!("expected an NCHW input shape, got {x_shape:?}"));
-    let [n, c, h, w]: [usize; 4] = x_shape.try_into().map_err(|_| nchw())?;
-    let [dn, dc, oh, ow] = dims4(op, dy)?;
-    if (dn, dc) != (n, c) {
-        return Err(Error::shape(
-            op,
-            format!("dy {:?} vs input {x_shape:?}", dy.shape()),
-        ));
-    }
-    let (ty, tx) = tables(op, (h, w), (oh, ow), mode)?;
+    let ([n, c, h, w], (oh, ow)) = checks::resize_backward(dy, x_shape)?;
+    let (ty, tx) = tables("resize2d_backward", (h, w), (oh, ow), mode)?;
     let ds = dy.cpu_data()?;
     let mut dx = vec![0.0f32; n * c * h * w];
     if !dx.is_empty() {

@@ -1,7 +1,7 @@
 //! Softmax over the last axis, one row per task chunk; stable (the row max is subtracted first).
 
 use super::layout::GRAIN;
-use super::same_shape;
+use crate::backend::checks::same_shape;
 use crate::error::Result;
 use crate::tensor::Tensor;
 use rayon::prelude::*;

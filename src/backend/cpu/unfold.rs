@@ -1,9 +1,9 @@
 //! im2col (`unfold`) and its adjoint col2im (`fold`). `Im2col` is the shared gather/scatter
 //! kernel: the conv routes its GEMMs through it too (with reflect padding, which unfold lacks).
 
-use super::dims4;
+use crate::backend::checks;
 use crate::backend::*;
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::tensor::Tensor;
 use rayon::prelude::*;
 
@@ -177,28 +177,6 @@ impl Im2col {
     }
 }
 
-/// Checks the window and returns the output size for an `h × w` input.
-fn window_out(op: &'static str, h: usize, w: usize, p: UnfoldParams) -> Result<(usize, usize)> {
-    let zero = p.kernel.0 == 0 || p.kernel.1 == 0 || p.stride.0 == 0 || p.stride.1 == 0;
-    if zero || p.dilation.0 == 0 || p.dilation.1 == 0 {
-        return Err(Error::invalid(
-            op,
-            format!("kernel, stride and dilation must be positive: {p:?}"),
-        ));
-    }
-    if h == 0 || w == 0 {
-        return Err(Error::shape(op, format!("empty {h}x{w} input planes")));
-    }
-    let cp = Conv2dParams {
-        stride: p.stride,
-        padding: p.padding,
-        dilation: p.dilation,
-        ..Default::default()
-    };
-    cp.out_size(h, w, p.kernel.0, p.kernel.1)
-        .ok_or_else(|| Error::shape(op, format!("window {p:?} does not fit an input of {h}x{w}")))
-}
-
 /// The im2col of all `planes` planes of a batch at once: rows `(n·C + c)·kh·kw + …`, which is
 /// the [N, C·kH·kW, L] layout of `unfold`.
 fn geometry(
@@ -226,8 +204,8 @@ fn geometry(
 
 /// [N, C, H, W] -> [N, C·kH·kW, L] (torch.nn.functional.unfold, zero padding).
 pub fn unfold(x: &Tensor, p: UnfoldParams) -> Result<Tensor> {
-    let [n, c, h, w] = dims4("unfold", x)?;
-    let o = window_out("unfold", h, w, p)?;
+    let [n, c, h, w] = checks::nchw("unfold", x)?;
+    let o = checks::unfold("unfold", h, w, p)?;
     let g = geometry(n * c, (h, w), o, p);
     let mut out = vec![0.0f32; g.rows() * g.cols()];
     if !out.is_empty() {
@@ -239,25 +217,10 @@ pub fn unfold(x: &Tensor, p: UnfoldParams) -> Result<Tensor> {
 /// [N, C·kH·kW, L] -> [N, C, H, W] summing overlaps (torch.nn.functional.fold): the adjoint of
 /// `unfold`.
 pub fn fold(cols: &Tensor, out_hw: (usize, usize), p: UnfoldParams) -> Result<Tensor> {
-    let [n, ckk, l]: [usize; 3] = cols.dims().try_into().map_err(|_| {
-        Error::shape(
-            "fold",
-            format!("expected [N, C·kH·kW, L], got {:?}", cols.shape()),
-        )
-    })?;
-    let (h, w) = out_hw;
-    let o = window_out("fold", h, w, p)?;
-    let (kk, lo) = (p.kernel.0 * p.kernel.1, o.0 * o.1);
-    if ckk % kk != 0 || l != lo {
-        let detail = format!(
-            "cols {:?} do not match a {kk}-element window with {lo} positions over {h}x{w}",
-            cols.shape()
-        );
-        return Err(Error::shape("fold", detail));
-    }
-    let c = ckk / kk;
+    let ([n, c, h, w], o) = checks::fold(cols, out_hw, p)?;
     let mut out = vec![0.0f32; n * c * h * w];
     if !out.is_empty() {
+        let l = o.0 * o.1;
         geometry(n * c, out_hw, o, p).par_scatter_add(cols.cpu_data()?, 0, l, &mut out);
     }
     Tensor::from_vec(out, [n, c, h, w])

@@ -1,9 +1,9 @@
 //! The CUDA backend's dense ops: layout, elementwise, reductions, matmul, losses and Adam.
 
 use super::backend::{dev, gpu, produce, zeros};
-use super::checks;
 use super::launch::{self, LossKind};
 use super::params::{ConcatArgs, MatmulArgs};
+use crate::backend::checks;
 use crate::backend::*;
 use crate::error::{Error, Result};
 use crate::tensor::{Shape, Storage, Tensor};

@@ -2,10 +2,10 @@
 //! softmax and corr_warp.
 
 use super::backend::{dev, gpu, produce, zeros};
-use super::checks;
 use super::launch::{self, ConvPath, CorrDims, StatsRef};
 use super::params::{ConvArgs, MatmulArgs};
 use super::pool::DeviceBuf;
+use crate::backend::checks;
 use crate::backend::*;
 use crate::error::{Error, Result};
 use crate::tensor::Tensor;

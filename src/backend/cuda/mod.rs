@@ -4,7 +4,6 @@
 //! on top of them (`backend`).
 
 pub mod backend;
-mod checks;
 pub mod compile;
 mod dense;
 mod image;

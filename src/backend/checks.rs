@@ -1,29 +1,35 @@
-//! The shape and argument checks of the CUDA backend: the CPU backend's rules (same ops, same
-//! error kinds), applied to shapes only, before anything is allocated or launched. The CPU
-//! backend interleaves its checks with its loops, so they are restated here; the tests below run
-//! both on the same bad inputs to keep them in step.
+//! The shape and argument checks of every primitive, shared by both backends: each takes shapes
+//! (and the op's parameters), returns the typed error the op reports (naming the op and the
+//! shapes) or the layout the op derives from them (conv geometry, norm layout, matmul batch
+//! layout, broadcast strides, ...), and touches no data, so a backend runs it before it reads,
+//! allocates or launches anything.
 
 use crate::backend::*;
 use crate::error::{Error, Result};
 use crate::tensor::{Shape, Tensor};
 
-pub(super) fn dims4(op: &'static str, d: &[usize], what: &str) -> Result<[usize; 4]> {
+/// `d` as four dims, or a shape error naming `what` was expected.
+pub(crate) fn dims4(op: &'static str, d: &[usize], what: &str) -> Result<[usize; 4]> {
     d.try_into()
         .map_err(|_| Error::shape(op, format!("expected {what}, got {d:?}")))
 }
 
-pub(super) fn same_shape(op: &'static str, a: &Tensor, b: &Tensor) -> Result<()> {
+/// The four dims of an NCHW tensor.
+pub(crate) fn nchw(op: &'static str, x: &Tensor) -> Result<[usize; 4]> {
+    dims4(op, x.dims(), "an NCHW tensor")
+}
+
+/// Errors unless `a` and `b` have the same shape.
+pub(crate) fn same_shape(op: &'static str, a: &Tensor, b: &Tensor) -> Result<()> {
     if a.dims() == b.dims() {
         return Ok(());
     }
-    Err(Error::shape(
-        op,
-        format!("{:?} vs {:?}", a.shape(), b.shape()),
-    ))
+    let detail = format!("{:?} vs {:?}", a.shape(), b.shape());
+    Err(Error::shape(op, detail))
 }
 
 /// Output dims and source strides of a permute.
-pub(super) fn permute(x: &Tensor, dims: &[usize]) -> Result<(Vec<usize>, Vec<usize>)> {
+pub(crate) fn permute(x: &Tensor, dims: &[usize]) -> Result<(Vec<usize>, Vec<usize>)> {
     let rank = x.rank();
     let mut seen = vec![false; rank];
     let ok = dims.len() == rank
@@ -45,7 +51,7 @@ pub(super) fn permute(x: &Tensor, dims: &[usize]) -> Result<(Vec<usize>, Vec<usi
 }
 
 /// (dims, strides, offset) of a narrow.
-pub(super) fn narrow(
+pub(crate) fn narrow(
     x: &Tensor,
     axis: usize,
     start: usize,
@@ -69,7 +75,7 @@ pub(super) fn narrow(
 }
 
 /// (output dims, outer, inner) of a concat along `axis`.
-pub(super) fn concat(xs: &[&Tensor], axis: usize) -> Result<(Vec<usize>, usize, usize, usize)> {
+pub(crate) fn concat(xs: &[&Tensor], axis: usize) -> Result<(Vec<usize>, usize, usize, usize)> {
     let first = xs
         .first()
         .ok_or_else(|| Error::invalid("concat", "no tensors"))?;
@@ -96,7 +102,7 @@ pub(super) fn concat(xs: &[&Tensor], axis: usize) -> Result<(Vec<usize>, usize, 
 }
 
 /// Strides reading dims `from` as dims `to` (NumPy broadcasting, 0 on repeated dims).
-pub(super) fn broadcast_strides(
+pub(crate) fn broadcast_strides(
     op: &'static str,
     from: &[usize],
     to: &[usize],
@@ -119,14 +125,10 @@ pub(super) fn broadcast_strides(
 }
 
 /// The axes of x that `sum_to(x, shape)` reduces.
-pub(super) fn sum_to_mask(x: &Tensor, shape: &[usize]) -> Result<Vec<bool>> {
+pub(crate) fn sum_to_mask(x: &Tensor, shape: &[usize]) -> Result<Vec<bool>> {
     let xd = x.dims();
-    let err = || {
-        Error::shape(
-            "sum_to",
-            format!("{shape:?} does not broadcast to {:?}", x.shape()),
-        )
-    };
+    let detail = || format!("{shape:?} does not broadcast to {:?}", x.shape());
+    let err = || Error::shape("sum_to", detail());
     if shape.len() > xd.len() {
         return Err(err());
     }
@@ -143,7 +145,7 @@ pub(super) fn sum_to_mask(x: &Tensor, shape: &[usize]) -> Result<Vec<bool>> {
 }
 
 /// Flags of the reduced axes: empty `axes` means all; duplicates and out-of-range are errors.
-pub(super) fn axis_mask(op: &'static str, x: &Tensor, axes: &[usize]) -> Result<Vec<bool>> {
+pub(crate) fn axis_mask(op: &'static str, x: &Tensor, axes: &[usize]) -> Result<Vec<bool>> {
     if axes.is_empty() {
         return Ok(vec![true; x.rank()]);
     }
@@ -151,42 +153,69 @@ pub(super) fn axis_mask(op: &'static str, x: &Tensor, axes: &[usize]) -> Result<
     for &a in axes {
         let a = x.shape().axis(op, a)?;
         if std::mem::replace(&mut mask[a], true) {
-            return Err(Error::invalid(
-                op,
-                format!("axis {a} listed twice in {axes:?}"),
-            ));
+            let detail = format!("axis {a} listed twice in {axes:?}");
+            return Err(Error::invalid(op, detail));
         }
     }
     Ok(mask)
 }
 
-pub(super) fn keepdim_dims(dims: &[usize], mask: &[bool]) -> Vec<usize> {
+/// The dims of a reduction over `mask` with `keepdim`: reduced axes become 1.
+pub(crate) fn keepdim_dims(dims: &[usize], mask: &[bool]) -> Vec<usize> {
     dims.iter()
         .zip(mask)
         .map(|(&d, &m)| if m { 1 } else { d })
         .collect()
 }
 
+/// The dims of a reduction over `mask`: reduced axes become 1 (`keepdim`) or are dropped.
+pub(crate) fn reduced_dims(dims: &[usize], mask: &[bool], keepdim: bool) -> Vec<usize> {
+    if keepdim {
+        return keepdim_dims(dims, mask);
+    }
+    let kept = dims.iter().zip(mask).filter(|(_, &m)| !m);
+    kept.map(|(&d, _)| d).collect()
+}
+
+/// (reduced-axis mask, keepdim dims) of a max backward, y and dy checked against them.
+pub(crate) fn max_backward(
+    x: &Tensor,
+    y: &Tensor,
+    dy: &Tensor,
+    axes: &[usize],
+) -> Result<(Vec<bool>, Vec<usize>)> {
+    const OP: &str = "reduce_max_backward";
+    let mask = axis_mask(OP, x, axes)?;
+    let kd = keepdim_dims(x.dims(), &mask);
+    if y.dims() != kd || dy.dims() != kd {
+        let detail = format!(
+            "x {:?} over axes {axes:?} needs y and dy of {kd:?}, got {:?} and {:?}",
+            x.shape(),
+            y.shape(),
+            dy.shape()
+        );
+        return Err(Error::shape(OP, detail));
+    }
+    Ok((mask, kd))
+}
+
 /// (slopes, elements per (n, c) row) of PReLU: one slope, or C = dim 1 of x.
-pub(super) fn prelu_layout(op: &'static str, x: &Tensor, alpha: &Tensor) -> Result<(usize, usize)> {
+pub(crate) fn prelu_layout(op: &'static str, x: &Tensor, alpha: &Tensor) -> Result<(usize, usize)> {
     if alpha.numel() == 1 {
         return Ok((1, 1));
     }
     match x.dims() {
         [_, c, rest @ ..] if *c == alpha.numel() => Ok((*c, rest.iter().product())),
-        _ => Err(Error::shape(
-            op,
-            format!(
-                "alpha {:?} must have 1 element or C = dim 1 of x {:?}",
-                alpha.shape(),
-                x.shape()
-            ),
-        )),
+        _ => {
+            let (a, x) = (alpha.shape(), x.shape());
+            let detail = format!("alpha {a:?} must have 1 element or C = dim 1 of x {x:?}");
+            Err(Error::shape(op, detail))
+        }
     }
 }
 
 /// The output's batch dims and (m, k, n) of a matmul.
-pub(super) fn matmul(
+pub(crate) fn matmul(
     a: &Tensor,
     b: &Tensor,
     ta: bool,
@@ -204,16 +233,16 @@ pub(super) fn matmul(
     if ra < 2 || rb < 2 {
         return Err(err("both operands need rank >= 2"));
     }
-    let (m, k) = if ta {
-        (ad[ra - 1], ad[ra - 2])
-    } else {
-        (ad[ra - 2], ad[ra - 1])
+    // (rows, cols) of op(X) from X's last two dims.
+    let op_dims = |d: &[usize], t: bool| {
+        let (r, c) = (d[d.len() - 2], d[d.len() - 1]);
+        if t {
+            (c, r)
+        } else {
+            (r, c)
+        }
     };
-    let (kb, n) = if tb {
-        (bd[rb - 1], bd[rb - 2])
-    } else {
-        (bd[rb - 2], bd[rb - 1])
-    };
+    let ((m, k), (kb, n)) = (op_dims(ad, ta), op_dims(bd, tb));
     if k != kb {
         return Err(err(&format!("inner dims {k} vs {kb}")));
     }
@@ -227,7 +256,7 @@ pub(super) fn matmul(
 
 /// Checked conv shapes: x [N, C_in, H, W], w [C_out, C_in/groups, kH, kW], output oh × ow.
 #[derive(Clone, Copy, Debug)]
-pub(super) struct ConvGeom {
+pub(crate) struct ConvGeom {
     pub x: [usize; 4],
     pub w: [usize; 4],
     pub oh: usize,
@@ -240,7 +269,8 @@ impl ConvGeom {
     }
 }
 
-pub(super) fn conv(
+/// Checks x dims [N, C_in, H, W] against w dims [C_out, C_in/groups, kH, kW] and `p`.
+pub(crate) fn conv(
     op: &'static str,
     x: &[usize],
     w: &[usize],
@@ -276,7 +306,19 @@ pub(super) fn conv(
     })
 }
 
-pub(super) fn conv_dy(op: &'static str, g: &ConvGeom, dy: &Tensor) -> Result<()> {
+/// Errors unless the optional bias is [C_out].
+pub(crate) fn conv_bias(op: &'static str, g: &ConvGeom, bias: Option<&Tensor>) -> Result<()> {
+    match bias {
+        Some(b) if b.dims() != [g.w[0]] => {
+            let detail = format!("bias {:?} for {} output channels", b.shape(), g.w[0]);
+            Err(Error::shape(op, detail))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Errors unless `dy` has the conv's output shape.
+pub(crate) fn conv_dy(op: &'static str, g: &ConvGeom, dy: &Tensor) -> Result<()> {
     if dy.dims() == g.out() {
         return Ok(());
     }
@@ -285,7 +327,7 @@ pub(super) fn conv_dy(op: &'static str, g: &ConvGeom, dy: &Tensor) -> Result<()>
 }
 
 /// Output size of pooling `h × w` planes.
-pub(super) fn pool(
+pub(crate) fn pool(
     op: &'static str,
     h: usize,
     w: usize,
@@ -306,7 +348,7 @@ pub(super) fn pool(
 }
 
 /// x shape and pooled size of a pooling backward, dy checked against them.
-pub(super) fn pool_backward(
+pub(crate) fn pool_backward(
     op: &'static str,
     dy: &Tensor,
     x_shape: &[usize],
@@ -324,7 +366,8 @@ pub(super) fn pool_backward(
     Ok(([n, c, h, w], (oh, ow)))
 }
 
-pub(super) fn resize(
+/// Errors on empty input or output planes.
+pub(crate) fn resize(
     op: &'static str,
     (h, w): (usize, usize),
     (oh, ow): (usize, usize),
@@ -337,7 +380,7 @@ pub(super) fn resize(
 }
 
 /// x shape and dy's spatial size of a resize backward.
-pub(super) fn resize_backward(
+pub(crate) fn resize_backward(
     dy: &Tensor,
     x_shape: &[usize],
 ) -> Result<([usize; 4], (usize, usize))> {
@@ -345,17 +388,15 @@ pub(super) fn resize_backward(
     let [n, c, h, w] = dims4(op, x_shape, "an NCHW input shape")?;
     let [dn, dc, oh, ow] = dims4(op, dy.dims(), "an NCHW tensor")?;
     if (dn, dc) != (n, c) {
-        return Err(Error::shape(
-            op,
-            format!("dy {:?} vs input {x_shape:?}", dy.shape()),
-        ));
+        let detail = format!("dy {:?} vs input {x_shape:?}", dy.shape());
+        return Err(Error::shape(op, detail));
     }
     resize(op, (h, w), (oh, ow))?;
     Ok(([n, c, h, w], (oh, ow)))
 }
 
 /// Checks an unfold window and returns the positions (oh, ow) over an `h × w` input.
-pub(super) fn unfold(
+pub(crate) fn unfold(
     op: &'static str,
     h: usize,
     w: usize,
@@ -380,17 +421,16 @@ pub(super) fn unfold(
 }
 
 /// [n, c, h, w] and positions of a fold of `cols` into `out_hw`.
-pub(super) fn fold(
+pub(crate) fn fold(
     cols: &Tensor,
     (h, w): (usize, usize),
     p: UnfoldParams,
 ) -> Result<([usize; 4], (usize, usize))> {
-    let [n, ckk, l]: [usize; 3] = cols.dims().try_into().map_err(|_| {
-        Error::shape(
-            "fold",
-            format!("expected [N, C·kH·kW, L], got {:?}", cols.shape()),
-        )
-    })?;
+    let rank3 = |_| {
+        let detail = format!("expected [N, C·kH·kW, L], got {:?}", cols.shape());
+        Error::shape("fold", detail)
+    };
+    let [n, ckk, l]: [usize; 3] = cols.dims().try_into().map_err(rank3)?;
     let o = unfold("fold", h, w, p)?;
     let (kk, lo) = (p.kernel.0 * p.kernel.1, o.0 * o.1);
     if ckk % kk != 0 || l != lo {
@@ -405,14 +445,15 @@ pub(super) fn fold(
 
 /// Where a normalisation reduces: x as (n, c, hw) and the statistics' dims.
 #[derive(Clone, Debug)]
-pub(super) struct NormLayout {
+pub(crate) struct NormLayout {
     pub n: usize,
     pub c: usize,
     pub hw: usize,
     pub stats_dims: Vec<usize>,
 }
 
-pub(super) fn norm(op: &'static str, x: &Tensor, kind: SpadeNorm) -> Result<NormLayout> {
+/// Checks x for a normalisation of `kind` and returns where it reduces.
+pub(crate) fn norm(op: &'static str, x: &Tensor, kind: SpadeNorm) -> Result<NormLayout> {
     let d = x.dims();
     let (l, red, ddof) = match kind {
         SpadeNorm::Pono => {
@@ -453,28 +494,28 @@ pub(super) fn norm(op: &'static str, x: &Tensor, kind: SpadeNorm) -> Result<Norm
     Ok(l)
 }
 
-pub(super) fn eps(op: &'static str, eps: f32) -> Result<()> {
+/// Errors unless a normalisation's eps is finite and >= 0.
+pub(crate) fn eps(op: &'static str, eps: f32) -> Result<()> {
     if eps.is_finite() && eps >= 0.0 {
         return Ok(());
     }
-    Err(Error::invalid(
-        op,
-        format!("eps must be finite and >= 0, got {eps}"),
-    ))
+    let detail = format!("eps must be finite and >= 0, got {eps}");
+    Err(Error::invalid(op, detail))
 }
 
-pub(super) fn channel_param(op: &'static str, t: Option<&Tensor>, c: usize) -> Result<()> {
+/// Errors unless an optional per-channel parameter is [c].
+pub(crate) fn channel_param(op: &'static str, t: Option<&Tensor>, c: usize) -> Result<()> {
     match t {
-        Some(t) if t.dims() != [c] => Err(Error::shape(
-            op,
-            format!("weight and bias must be [{c}], got {:?}", t.shape()),
-        )),
+        Some(t) if t.dims() != [c] => {
+            let detail = format!("weight and bias must be [{c}], got {:?}", t.shape());
+            Err(Error::shape(op, detail))
+        }
         _ => Ok(()),
     }
 }
 
 /// A normalisation backward's layout, with dy and the statistics checked against x.
-pub(super) fn norm_saved(
+pub(crate) fn norm_saved(
     op: &'static str,
     kind: SpadeNorm,
     x: &Tensor,
@@ -496,8 +537,8 @@ pub(super) fn norm_saved(
     Ok(l)
 }
 
-/// (b, c, n, m, v) of a corr_warp.
-pub(super) fn corr_warp(
+/// [b, c, n, m, v] of a corr_warp.
+pub(crate) fn corr_warp(
     op: &'static str,
     q: &Tensor,
     k: &Tensor,
@@ -514,19 +555,15 @@ pub(super) fn corr_warp(
     };
     let d3 = |t: &Tensor| <[usize; 3]>::try_from(t.dims()).ok();
     let (Some([b, c, n]), Some([kb, kc, m]), Some([vb, vm, vv])) = (d3(q), d3(k), d3(v)) else {
-        return Err(Error::shape(
-            op,
-            format!("expected rank-3 tensors: {}", what()),
-        ));
+        let detail = format!("expected rank-3 tensors: {}", what());
+        return Err(Error::shape(op, detail));
     };
     if kb != b || vb != b || kc != c || vm != m {
         return Err(Error::shape(op, format!("sizes disagree: {}", what())));
     }
     if c == 0 || m == 0 || vv == 0 {
-        return Err(Error::invalid(
-            op,
-            format!("C, M and V must be non-zero: {}", what()),
-        ));
+        let detail = format!("C, M and V must be non-zero: {}", what());
+        return Err(Error::invalid(op, detail));
     }
     if !p.scale.is_finite() || (p.normalize && !(p.eps.is_finite() && p.eps >= 0.0)) {
         let detail = format!("scale must be finite and eps >= 0, got {p:?}");
@@ -535,18 +572,32 @@ pub(super) fn corr_warp(
     Ok([b, c, n, m, vv])
 }
 
-pub(super) fn loss(op: &'static str, a: &Tensor, b: &Tensor) -> Result<()> {
+/// Errors unless `dout` is [B, N, V] for a corr_warp of dims `[b, c, n, m, v]`.
+pub(crate) fn corr_warp_dout(op: &'static str, d: [usize; 5], dout: &Tensor) -> Result<()> {
+    let [b, _, n, _, v] = d;
+    if dout.dims() == [b, n, v] {
+        return Ok(());
+    }
+    let msg = format!(
+        "dout must be [B,N,V] = {:?}, got {:?}",
+        [b, n, v],
+        dout.shape()
+    );
+    Err(Error::shape(op, msg))
+}
+
+/// Errors unless a loss's operands match and are non-empty (their mean is taken).
+pub(crate) fn loss(op: &'static str, a: &Tensor, b: &Tensor) -> Result<()> {
     same_shape(op, a, b)?;
     if a.numel() == 0 {
-        return Err(Error::invalid(
-            op,
-            format!("the mean of an empty tensor {:?}", a.shape()),
-        ));
+        let detail = format!("the mean of an empty tensor {:?}", a.shape());
+        return Err(Error::invalid(op, detail));
     }
     Ok(())
 }
 
-pub(super) fn adam(
+/// Errors unless param, grad and the moments match and the step and betas are valid.
+pub(crate) fn adam(
     param: &Tensor,
     grad: &Tensor,
     m: &Tensor,
