@@ -391,10 +391,11 @@ fn every_fixture_file_is_tested() {
         .collect();
     on_disk.sort();
     // Fixtures of other tests, each consumed whole by its own test.
-    const ELSEWHERE: [&str; 3] = [
-        "metrics_reference", // src/metrics/ssim.rs and psnr.rs
-        "model_tiny",        // tests/model_parity.rs
-        "model_tiny_stages", // tests/model_parity_stages.rs
+    const ELSEWHERE: [&str; 4] = [
+        "metrics_reference",       // src/metrics/ssim.rs and psnr.rs
+        "model_tiny",              // tests/model_parity.rs
+        "model_tiny_stages",       // tests/model_parity_stages.rs
+        "model_tiny_train_stages", // tests/model_parity_train_stages.rs
     ];
     let mut tested: Vec<String> = FAMILIES
         .iter()
