@@ -6,6 +6,8 @@
 
 use cudarc::driver::{sys, CudaSlice};
 use engine::backend::cuda::launch::*;
+use engine::backend::cuda::params::MatmulArgs;
+use engine::backend::precision::Precision;
 use engine::backend::{Conv2dParams, CorrWarpParams};
 use engine::{Result, Tensor};
 
@@ -115,6 +117,64 @@ fn corr_rows(g: &Gpu, rows: &mut Vec<Row>) {
             Work::Flops(fwd_flops + bwd_flops),
             Some((4.22, "fp32")),
         ));
+    }
+    // The bf16 tensor-core path (kernels/corr_warp_bf16.cu) against PyTorch's bf16 eager.
+    let bf = Precision::Bf16;
+    let fwd = time(g, || {
+        corr_warp_forward_at(g, d, &p, q, k, vv, out, bf).map(|_| ())
+    });
+    rows.push(row(
+        "corr_warp fwd B4 C256 V3 bf16 (incl. normalise)",
+        fwd,
+        Work::Flops(fwd_flops),
+        Some((0.618, "bf16")),
+    ));
+    let fb = time(g, || {
+        let saved = corr_warp_forward_at(g, d, &p, q, k, vv, out, bf)?;
+        corr_warp_backward_at(g, d, &p, &saved, vv, dout, d.n, bf).map(|_| ())
+    });
+    rows.push(row(
+        "corr_warp fwd+bwd B4 C256 V3 bf16",
+        fb,
+        Work::Flops(fwd_flops + bwd_flops),
+        Some((1.780, "bf16")),
+    ));
+    corr_bf16_peak(d, &p);
+}
+
+/// Peak device memory of one bf16 corr_warp fwd+bwd, measured on a fresh `Gpu` (its own pool):
+/// the pool's peak plus the f32 inputs and output allocated outside it. Printed beside
+/// PyTorch's `torch.cuda.max_memory_allocated` for bf16 eager (tools: torch_baseline.py).
+fn corr_bf16_peak(d: CorrDims, p: &CorrWarpParams) {
+    let r = (|| -> Result<(u64, u64)> {
+        let g = Gpu::new()?;
+        let q = rand_dev(&g, d.b * d.c * d.n, 1)?;
+        let k = rand_dev(&g, d.b * d.c * d.m, 2)?;
+        let v = rand_dev(&g, d.b * d.m * d.v, 3)?;
+        let dout = rand_dev(&g, d.b * d.n * d.v, 4)?;
+        let mut out = g.zeros(d.b * d.n * d.v)?;
+        let bf = Precision::Bf16;
+        let saved = corr_warp_forward_at(&g, d, p, &q, &k, &v, &mut out, bf)?;
+        let grads = corr_warp_backward_at(&g, d, p, &saved, &v, &dout, d.n, bf)?;
+        g.sync()?;
+        drop((saved, grads));
+        let outside = [&q, &k, &v, &dout, &out]
+            .iter()
+            .map(|b| b.len() as u64 * 4)
+            .sum();
+        Ok((g.mem_stats().peak, outside))
+    })();
+    let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
+    match r {
+        Ok((pool, outside)) => println!(
+            "corr_warp fwd+bwd B4 C256 V3 bf16, peak device memory: {:.0} MiB pooled + {:.0} MiB \
+             of f32 inputs/output = {:.0} MiB (PyTorch bf16 eager: 640 MiB on the 2026-11-26 H200 \
+             run, torch_baseline.py's peak note; target below a quarter of it)\n",
+            mib(pool),
+            mib(outside),
+            mib(pool + outside)
+        ),
+        Err(err) => eprintln!("corr_warp bf16 peak memory: {err}"),
     }
 }
 
@@ -240,11 +300,90 @@ fn conv_rows(g: &Gpu, rows: &mut Vec<Row>) {
                 Work::Flops(3.0 * flops),
                 tfb.map(|t| (t, prec_of(prec, false))),
             ));
+            // The tf32 tensor-core kernels, beside PyTorch's tf32 (cuDNN) figures.
+            let t = Precision::Tf32;
+            let f = time(g, || {
+                conv_forward_at(g, &a, ConvPath::Auto, t, &x, &w, Some(&b), &mut y)
+            });
+            let torch_tf32_fwd = TORCH_TF32_CONV_FWD.iter().find(|r| r.0 == c);
+            rows.push(row(
+                &format!("{name} fwd tf32"),
+                f,
+                Work::Flops(flops),
+                torch_tf32_fwd.map(|r| (r.1, "tf32")),
+            ));
+            let fb = time(g, || {
+                conv_forward_at(g, &a, ConvPath::Auto, t, &x, &w, Some(&b), &mut y)?;
+                conv_backward_input_at(g, &a, ConvPath::Auto, t, &dy, &w, &mut dx)?;
+                conv_backward_weight_at(g, &a, ConvPath::Auto, t, &x, &dy, &mut dw)?;
+                conv_backward_bias(g, &a, &dy, &mut db)
+            });
+            rows.push(row(
+                &format!("{name} fwd+bwd tf32"),
+                fb,
+                Work::Flops(3.0 * flops),
+                tfb.map(|t| (t, "tf32")),
+            ));
             Ok(())
         })();
         if let Err(err) = r {
             rows.push(row_err(&name, Work::Flops(flops), None, err));
         }
+    }
+}
+
+/// PyTorch tf32 (cuDNN) conv3x3 forward ms by channel count, PERFORMANCE.md (H200).
+const TORCH_TF32_CONV_FWD: [(usize, f64); 4] =
+    [(64, 0.184), (128, 0.131), (256, 0.092), (512, 0.105)];
+
+/// One large square matmul in f32 and tf32, against PyTorch's matmul at the ceilings
+/// PERFORMANCE.md measured on the H200 (8192³: fp32 51 TFLOP/s, tf32 408 TFLOP/s).
+fn matmul_rows(g: &Gpu, rows: &mut Vec<Row>) {
+    const N: usize = 8192;
+    let flops = 2.0 * (N as f64).powi(3);
+    let r = (|| -> Result<()> {
+        let a = rand_dev(g, N * N, 30)?;
+        let b = rand_dev(g, N * N, 31)?;
+        let mut c = g.zeros(N * N)?;
+        for (prec, torch_tflops) in [(Precision::F32, 51.0), (Precision::Tf32, 408.0)] {
+            let ms = time(g, || {
+                let p = MatmulArgs {
+                    m: N as i64,
+                    n: N as i64,
+                    k: N as i64,
+                    batch: 1,
+                    lda: N as i64,
+                    ldb: N as i64,
+                    ldc: N as i64,
+                    alpha: 1.0,
+                    ..Default::default()
+                };
+                matmul_at(
+                    g,
+                    &p,
+                    prec,
+                    &a.as_view(),
+                    &b.as_view(),
+                    &mut c.as_view_mut(),
+                )
+            });
+            let torch_ms = flops / (torch_tflops * 1e12) * 1e3;
+            let label = if prec == Precision::F32 {
+                "fp32"
+            } else {
+                "tf32"
+            };
+            rows.push(row(
+                &format!("matmul {N}³ {prec}"),
+                ms,
+                Work::Flops(flops),
+                Some((torch_ms, label)),
+            ));
+        }
+        Ok(())
+    })();
+    if let Err(err) = r {
+        rows.push(row_err("matmul 8192³", Work::Flops(flops), None, err));
     }
 }
 
@@ -338,5 +477,6 @@ fn main() {
     corr_rows(&g, &mut rows);
     norm_rows(&g, &mut rows);
     conv_rows(&g, &mut rows);
+    matmul_rows(&g, &mut rows);
     print_table(&card, &rows);
 }

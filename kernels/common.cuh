@@ -303,3 +303,174 @@ __device__ __forceinline__ void tile_fma(const float (*As)[BM], const float (*Bs
             for (int j = 0; j < TN; ++j) acc[i][j] = fmaf(a[i], b[j], acc[i][j]);
     }
 }
+
+// ---- tile-product policies of the implicit-GEMM / GEMM kernels --------------------------------
+//
+// The conv and matmul tile routines are templates on one of these: the policy fixes the block
+// tile (BM × BN, BK deep), the shared-memory row pitch (LDA / LDB: padding against bank
+// conflicts), what the loaders store (prep), how far their gather loops unroll (LOAD_UNROLL),
+// how a block multiplies one staged tile (product) and which output elements each thread owns:
+// store<COLS_OUTER>(rows, cols, f) calls f(row, col, value) for each owned element with
+// row < rows and col < cols (row, col local to the block tile; rows / cols: what is left of the
+// output past the tile's origin, clamped to the tile by tile_left), looping over columns
+// outside when COLS_OUTER (callers that decode a column once per loop). Both take a 256-thread
+// 1-D block.
+
+// min(left, tile) as an int: the rows / columns of an output tile that exist.
+__device__ __forceinline__ int tile_left(i64 left, int tile) { return left < tile ? (int)left : tile; }
+
+// f32 SIMT: a 16 × 16 thread grid, thread (ty, tx) owning rows ty + 16i and columns tx + 16j.
+template <int BM_, int BN_, int BK_>
+struct SimtF32Tile {
+    static constexpr int BM = BM_, BN = BN_, BK = BK_, LDA = BM_, LDB = BN_;
+    static constexpr int TM = BM / 16, TN = BN / 16;
+    static constexpr int LOAD_UNROLL = 1;
+    float acc[TM][TN];
+
+    __device__ __forceinline__ static float prep(float v) { return v; }
+
+    __device__ __forceinline__ void zero() {
+#pragma unroll
+        for (int i = 0; i < TM; ++i)
+#pragma unroll
+            for (int j = 0; j < TN; ++j) acc[i][j] = 0.f;
+    }
+
+    __device__ __forceinline__ void product(const float (*As)[LDA], const float (*Bs)[LDB]) {
+        tile_fma<BK, BM, BN, TM, TN>(As, Bs, threadIdx.x / 16, threadIdx.x % 16, acc);
+    }
+
+    template <bool COLS_OUTER, class F>
+    __device__ __forceinline__ void store(int rows, int cols, F&& f) const {
+        const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
+        if (COLS_OUTER) {
+#pragma unroll
+            for (int j = 0; j < TN; ++j) {
+                if (tx + 16 * j >= cols) continue;
+#pragma unroll
+                for (int i = 0; i < TM; ++i)
+                    if (ty + 16 * i < rows) f(ty + 16 * i, tx + 16 * j, acc[i][j]);
+            }
+        } else {
+#pragma unroll
+            for (int i = 0; i < TM; ++i) {
+                if (ty + 16 * i >= rows) continue;
+#pragma unroll
+                for (int j = 0; j < TN; ++j)
+                    if (tx + 16 * j < cols) f(ty + 16 * i, tx + 16 * j, acc[i][j]);
+            }
+        }
+    }
+};
+
+// An f32 value rounded to tf32 (10 mantissa bits, nearest, ties away from zero), still an f32
+// bit pattern, so the tensor-core kernels round each operand once, when it is staged.
+__device__ __forceinline__ float tf32_round(float v) {
+    unsigned r;
+    asm("cvt.rna.tf32.f32 %0, %1;" : "=r"(r) : "f"(v));
+    return __uint_as_float(r);
+}
+
+// d += a·b on the tensor cores, a 16 × 8 (row) times 8 × 8 (col), f32 accumulation (sm_80+).
+// Fragments (PTX ISA, mma.m16n8k8 .tf32), with g = lane / 4 and t = lane % 4:
+//   a0 = A[g][t], a1 = A[g+8][t], a2 = A[g][t+4], a3 = A[g+8][t+4];
+//   b0 = B[t][g], b1 = B[t+4][g];
+//   d0 = D[g][2t], d1 = D[g][2t+1], d2 = D[g+8][2t], d3 = D[g+8][2t+1].
+__device__ __forceinline__ void mma_tf32_m16n8k8(float (&d)[4], const unsigned (&a)[4], const unsigned (&b)[2]) {
+    asm volatile(
+        "mma.sync.aligned.m16n8k8.row.col.f32.tf32.tf32.f32 {%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, "
+        "{%0,%1,%2,%3};"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+
+// tf32 tensor cores: 8 warps in a 2 (rows) × 4 (columns) grid, each owning a (BM/2) × (BN/4)
+// warp tile of (BM/32) × (BN/32) m16n8 accumulators. Rows of the staged tiles are padded by 8
+// floats, so the fragment reads (banks 8t + g) are conflict-free.
+template <int BM_, int BN_, int BK_>
+struct MmaTf32Tile {
+    static constexpr int BM = BM_, BN = BN_, BK = BK_, LDA = BM_ + 8, LDB = BN_ + 8;
+    static constexpr int WM = BM / 2, WN = BN / 4, MI = WM / 16, NI = WN / 8;
+    // The deeper k-step gives each thread 8-16 gathered loads per step: unrolled by 4 so they
+    // overlap instead of waiting one by one.
+    static constexpr int LOAD_UNROLL = 4;
+    static_assert(BK % 8 == 0 && WM % 16 == 0 && WN % 8 == 0, "tile shape");
+    float acc[MI][NI][4];
+
+    __device__ __forceinline__ static float prep(float v) { return tf32_round(v); }
+
+    __device__ __forceinline__ void zero() {
+#pragma unroll
+        for (int i = 0; i < MI; ++i)
+#pragma unroll
+            for (int j = 0; j < NI; ++j)
+#pragma unroll
+                for (int q = 0; q < 4; ++q) acc[i][j][q] = 0.f;
+    }
+
+    __device__ __forceinline__ void product(const float (*As)[LDA], const float (*Bs)[LDB]) {
+        const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+        const int g = lane >> 2, t = lane & 3;
+        const int r0 = (warp >> 2) * WM + g, c0 = (warp & 3) * WN + g;
+#pragma unroll
+        for (int ks = 0; ks < BK; ks += 8) {
+            unsigned af[MI][4], bf[NI][2];
+#pragma unroll
+            for (int i = 0; i < MI; ++i) {
+                const int r = r0 + 16 * i;
+                af[i][0] = __float_as_uint(As[ks + t][r]);
+                af[i][1] = __float_as_uint(As[ks + t][r + 8]);
+                af[i][2] = __float_as_uint(As[ks + t + 4][r]);
+                af[i][3] = __float_as_uint(As[ks + t + 4][r + 8]);
+            }
+#pragma unroll
+            for (int j = 0; j < NI; ++j) {
+                bf[j][0] = __float_as_uint(Bs[ks + t][c0 + 8 * j]);
+                bf[j][1] = __float_as_uint(Bs[ks + t + 4][c0 + 8 * j]);
+            }
+#pragma unroll
+            for (int i = 0; i < MI; ++i)
+#pragma unroll
+                for (int j = 0; j < NI; ++j) mma_tf32_m16n8k8(acc[i][j], af[i], bf[j]);
+        }
+    }
+
+    // Element q of accumulator (i, j) is D[g + 8(q/2)][2t + q%2] of that m16n8 tile.
+    template <bool COLS_OUTER, class F>
+    __device__ __forceinline__ void store(int rows, int cols, F&& f) const {
+        const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+        const int g = lane >> 2, t = lane & 3;
+        const int r0 = (warp >> 2) * WM + g, c0 = (warp & 3) * WN + 2 * t;
+        if (COLS_OUTER) {
+#pragma unroll
+            for (int j = 0; j < NI; ++j)
+#pragma unroll
+                for (int h = 0; h < 2; ++h) {
+                    const int c = c0 + 8 * j + h;
+                    if (c >= cols) continue;
+#pragma unroll
+                    for (int i = 0; i < MI; ++i)
+#pragma unroll
+                        for (int v = 0; v < 2; ++v) {
+                            const int r = r0 + 16 * i + 8 * v;
+                            if (r < rows) f(r, c, acc[i][j][2 * v + h]);
+                        }
+                }
+        } else {
+#pragma unroll
+            for (int i = 0; i < MI; ++i)
+#pragma unroll
+                for (int v = 0; v < 2; ++v) {
+                    const int r = r0 + 16 * i + 8 * v;
+                    if (r >= rows) continue;
+#pragma unroll
+                    for (int j = 0; j < NI; ++j)
+#pragma unroll
+                        for (int h = 0; h < 2; ++h) {
+                            const int c = c0 + 8 * j + h;
+                            if (c < cols) f(r, c, acc[i][j][2 * v + h]);
+                        }
+                }
+        }
+    }
+};

@@ -2,8 +2,11 @@
 // gradient, weight gradient, bias gradient. CPU reference: src/backend/cpu/conv.rs.
 //
 // The fast path is an implicit GEMM per group: shared-memory tiles of the weights and of the
-// im2col matrix gathered on the fly (never stored), a 16 × 16 thread grid with (BM/16) × (BN/16)
-// register tiles (tile_fma in common.cuh). Three GEMM views:
+// im2col matrix gathered on the fly (never stored), multiplied by a tile-product policy
+// (common.cuh): `_f32`, a 16 × 16 thread grid with (BM/16) × (BN/16) register tiles (tile_fma);
+// `_tf32`, tensor cores (mma.sync m16n8k8, operands rounded to tf32 once when staged, f32
+// accumulation), 8 warps of (BM/2) × (BN/4). The loaders are the same code for both. Three GEMM
+// views:
 //   forward          y[co, p]   = Σ_kk  w[co, kk] · col[kk, p]      kk = (ci, ki, kj), p = (n, oy, ox)
 //   backward_input   dx[ci, q]  = Σ_kk' w[co, ci, ki, kj] · dycol[kk', q]   kk' = (co, ki, kj), q = (n, iy, ix)
 //   backward_weight  dw[co, kk] = Σ_p   dy[co, p] · col[kk, p]       (split over p, partials)
@@ -14,18 +17,29 @@
 //
 // Launch of the igemm kernels: block CONV_THREADS (256), 1-D. Grid (tiles of the GEMM's columns,
 // tiles of its rows, groups) — for backward_weight (tiles of kk, tiles of co, groups · splits) —
-// every axis looping when there are more tiles than blocks. `*_igemm128_f32`: BM = BN = 128;
-// `*_igemm64_f32`: 64 × 64 (few output channels per group). Static shared memory ≤ 8.3 KiB.
+// every axis looping when there are more tiles than blocks. `*_igemm128_*`: BM = BN = 128;
+// `*_igemm64_*`: 64 × 64 (few output channels per group). Static shared memory: f32 ≤ 8.3 KiB;
+// tf32 ≤ 35 KiB (BK 32 / 16, rows padded by 8 floats). The launcher runs tf32 only when the
+// precision setting asks for it and the GEMM is not tiny (src/backend/cuda/launch/conv.rs).
 // The weight gradient writes `splits` partials [splits, c_out, K] (K = c_in/groups·kh·kw),
 // which the launcher sums with reduce_thread_f32; with splits = 1 it writes dw directly.
 //
 // The direct kernels (one thread per output / input element, one block per weight element) are
 // the plain reference variant of the igemm ladder and the fast path for depthwise convs
 // (c_in/groups = 1), where a GEMM tile would be mostly empty. Grid: 1-D, any size; block 256.
+//
+// The igemm kernels declare __launch_bounds__(256, 1): with the block size alone, ptxas 13 caps
+// their registers for occupancy and spills.
 #include "common.cuh"
 
 #define CONV_THREADS 256
 #define CONV_BK 8
+
+// The tile products (common.cuh): f32 SIMT with BK = CONV_BK, tf32 mma with a deeper k-step.
+typedef SimtF32Tile<128, 128, CONV_BK> ConvF32x128;
+typedef SimtF32Tile<64, 64, CONV_BK> ConvF32x64;
+typedef MmaTf32Tile<128, 128, 32> ConvTf32x128;
+typedef MmaTf32Tile<64, 64, 16> ConvTf32x64;
 
 // Mirrors `ConvArgs` (src/backend/cuda/params.rs).
 struct ConvArgs {
@@ -56,13 +70,15 @@ __device__ __forceinline__ ConvDims conv_dims(const ConvArgs& a) {
 // ---- forward ----------------------------------------------------------------------------------
 
 // Per im2col row kk of the current k-step: input-plane offset (−1: past K), ki·dil_h, kj·dil_w.
+template <int BK>
 struct RowTab {
-    i64 off[CONV_BK];
-    int dy[CONV_BK], dx[CONV_BK];
+    i64 off[BK];
+    int dy[BK], dx[BK];
 };
 
-__device__ __forceinline__ void fill_rowtab(const ConvArgs& a, const ConvDims& d, i64 k0, i64 plane, RowTab& t) {
-    if (threadIdx.x < CONV_BK) {
+template <int BK>
+__device__ __forceinline__ void fill_rowtab(const ConvArgs& a, const ConvDims& d, i64 k0, i64 plane, RowTab<BK>& t) {
+    if (threadIdx.x < BK) {
         const i64 kk = k0 + threadIdx.x;
         if (kk < d.k) {
             const i64 ci = kk / d.khkw;
@@ -77,16 +93,15 @@ __device__ __forceinline__ void fill_rowtab(const ConvArgs& a, const ConvDims& d
     }
 }
 
-template <int BM, int BN>
+template <class T>
 __device__ void conv_forward_tiles(const ConvArgs& a, const float* __restrict__ x, const float* __restrict__ w,
                                    const float* __restrict__ bias, float* __restrict__ y) {
-    constexpr int TM = BM / 16, TN = BN / 16;
-    constexpr int PER_A = BM * CONV_BK / CONV_THREADS, PER_B = BN * CONV_BK / CONV_THREADS;
-    __shared__ float As[CONV_BK][BM];
-    __shared__ float Bs[CONV_BK][BN];
-    __shared__ RowTab tab;
+    constexpr int BM = T::BM, BN = T::BN, BK = T::BK;
+    constexpr int PER_A = BM * BK / CONV_THREADS, PER_B = BN * BK / CONV_THREADS;
+    __shared__ float As[BK][T::LDA];
+    __shared__ float Bs[BK][T::LDB];
+    __shared__ RowTab<BK> tab;
     const ConvDims d = conv_dims(a);
-    const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
     const i64 P = a.n * d.ohw;
     const i64 tiles_m = (d.mg + BM - 1) / BM, tiles_p = (P + BN - 1) / BN;
     const bool reflect = a.reflect != 0;
@@ -103,21 +118,18 @@ __device__ void conv_forward_tiles(const ConvArgs& a, const float* __restrict__ 
                 const int oy = (int)(pix / a.ow), ox = (int)(pix - (i64)oy * a.ow);
                 const int iy0 = oy * a.stride_h - a.pad_h, ix0 = ox * a.stride_w - a.pad_w;
                 const float* xb = x + (nb * a.c_in + g * d.cg) * d.hw;
-                float acc[TM][TN];
-#pragma unroll
-                for (int i = 0; i < TM; ++i)
-#pragma unroll
-                    for (int j = 0; j < TN; ++j) acc[i][j] = 0.f;
-                for (i64 k0 = 0; k0 < d.k; k0 += CONV_BK) {
-                    fill_rowtab(a, d, k0, d.hw, tab);
+                T tile;
+                tile.zero();
+                for (i64 k0 = 0; k0 < d.k; k0 += BK) {
+                    fill_rowtab<BK>(a, d, k0, d.hw, tab);
                     __syncthreads();
 #pragma unroll
                     for (int q = 0; q < PER_A; ++q) {
-                        const int e = threadIdx.x + CONV_THREADS * q, r = e / CONV_BK, kk = e % CONV_BK;
+                        const int e = threadIdx.x + CONV_THREADS * q, r = e / BK, kk = e % BK;
                         const i64 co = m0 + r, gk = k0 + kk;
-                        As[kk][r] = (co < d.mg && gk < d.k) ? wg[co * d.k + gk] : 0.f;
+                        As[kk][r] = T::prep((co < d.mg && gk < d.k) ? wg[co * d.k + gk] : 0.f);
                     }
-#pragma unroll 1
+#pragma unroll T::LOAD_UNROLL
                     for (int q = 0; q < PER_B; ++q) {
                         const int kk = (threadIdx.x + CONV_THREADS * q) / BN;
                         float v = 0.f;
@@ -126,50 +138,56 @@ __device__ void conv_forward_tiles(const ConvArgs& a, const float* __restrict__ 
                             const int sx = pad_source(ix0 + tab.dx[kk], (int)a.w, reflect);
                             if (sy >= 0 && sx >= 0) v = xb[tab.off[kk] + (i64)sy * a.w + sx];
                         }
-                        Bs[kk][bc] = v;
+                        Bs[kk][bc] = T::prep(v);
                     }
                     __syncthreads();
-                    tile_fma<CONV_BK, BM, BN, TM, TN>(As, Bs, ty, tx, acc);
+                    tile.product(As, Bs);
                 }
-#pragma unroll
-                for (int j = 0; j < TN; ++j) {
-                    const i64 pj = p0 + tx + 16 * j;
-                    if (pj >= P) continue;
+                tile.template store<true>(tile_left(d.mg - m0, BM), tile_left(P - p0, BN), [&](int r, int c, float v) {
+                    const i64 pj = p0 + c, co = m0 + r;
                     const i64 nj = pj / d.ohw, pixj = pj - nj * d.ohw;
-#pragma unroll
-                    for (int i = 0; i < TM; ++i) {
-                        const i64 co = m0 + ty + 16 * i;
-                        if (co >= d.mg) continue;
-                        const i64 oc = g * d.mg + co;
-                        const float b = a.has_bias ? bias[oc] : 0.f;
-                        y[(nj * a.c_out + oc) * d.ohw + pixj] = acc[i][j] + b;
-                    }
-                }
+                    const i64 oc = g * d.mg + co;
+                    const float b = a.has_bias ? bias[oc] : 0.f;
+                    y[(nj * a.c_out + oc) * d.ohw + pixj] = v + b;
+                });
                 __syncthreads();
             }
         }
     }
 }
 
-extern "C" __global__ void __launch_bounds__(CONV_THREADS)
+extern "C" __global__ void __launch_bounds__(CONV_THREADS, 1)
     conv2d_forward_igemm128_f32(const ConvArgs a, const float* __restrict__ x, const float* __restrict__ w,
                                 const float* __restrict__ bias, float* __restrict__ y) {
-    conv_forward_tiles<128, 128>(a, x, w, bias, y);
+    conv_forward_tiles<ConvF32x128>(a, x, w, bias, y);
 }
 
-extern "C" __global__ void __launch_bounds__(CONV_THREADS)
+extern "C" __global__ void __launch_bounds__(CONV_THREADS, 1)
+    conv2d_forward_igemm128_tf32(const ConvArgs a, const float* __restrict__ x, const float* __restrict__ w,
+                                const float* __restrict__ bias, float* __restrict__ y) {
+    conv_forward_tiles<ConvTf32x128>(a, x, w, bias, y);
+}
+
+extern "C" __global__ void __launch_bounds__(CONV_THREADS, 1)
     conv2d_forward_igemm64_f32(const ConvArgs a, const float* __restrict__ x, const float* __restrict__ w,
-                               const float* __restrict__ bias, float* __restrict__ y) {
-    conv_forward_tiles<64, 64>(a, x, w, bias, y);
+                                const float* __restrict__ bias, float* __restrict__ y) {
+    conv_forward_tiles<ConvF32x64>(a, x, w, bias, y);
+}
+
+extern "C" __global__ void __launch_bounds__(CONV_THREADS, 1)
+    conv2d_forward_igemm64_tf32(const ConvArgs a, const float* __restrict__ x, const float* __restrict__ w,
+                                const float* __restrict__ bias, float* __restrict__ y) {
+    conv_forward_tiles<ConvTf32x64>(a, x, w, bias, y);
 }
 
 // ---- input gradient ---------------------------------------------------------------------------
 
 // Per row kk' = (co, ki, kj) of the current k-step: dy-plane offset of co (−1: past K), the
 // weight offset of (co, 0, ki, kj), ki·dil_h, kj·dil_w.
+template <int BK>
 struct DgradTab {
-    i64 dy_off[CONV_BK], w_off[CONV_BK];
-    int dy[CONV_BK], dx[CONV_BK];
+    i64 dy_off[BK], w_off[BK];
+    int dy[BK], dx[BK];
 };
 
 // Sum of dy over the output positions whose window tap (ki, kj) reads input pixel (iy, ix),
@@ -205,16 +223,15 @@ __device__ __forceinline__ void shifted_preimages(const ConvArgs& a, int iy, int
     }
 }
 
-template <int BM, int BN>
+template <class T>
 __device__ void conv_dgrad_tiles(const ConvArgs& a, const float* __restrict__ dy, const float* __restrict__ w,
                                  float* __restrict__ dx) {
-    constexpr int TM = BM / 16, TN = BN / 16;
-    constexpr int PER_A = BM * CONV_BK / CONV_THREADS, PER_B = BN * CONV_BK / CONV_THREADS;
-    __shared__ float As[CONV_BK][BM];
-    __shared__ float Bs[CONV_BK][BN];
-    __shared__ DgradTab tab;
+    constexpr int BM = T::BM, BN = T::BN, BK = T::BK;
+    constexpr int PER_A = BM * BK / CONV_THREADS, PER_B = BN * BK / CONV_THREADS;
+    __shared__ float As[BK][T::LDA];
+    __shared__ float Bs[BK][T::LDB];
+    __shared__ DgradTab<BK> tab;
     const ConvDims d = conv_dims(a);
-    const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
     const i64 Q = a.n * d.hw, K = d.mg * d.khkw;
     const i64 tiles_m = (d.cg + BM - 1) / BM, tiles_q = (Q + BN - 1) / BN;
     const bool reflect = a.reflect != 0;
@@ -230,13 +247,10 @@ __device__ void conv_dgrad_tiles(const ConvArgs& a, const float* __restrict__ dy
                 int py[3], px[3];
                 shifted_preimages(a, iy, ix, reflect, py, px);
                 const float* dyb = dy + nb * a.c_out * d.ohw;
-                float acc[TM][TN];
-#pragma unroll
-                for (int i = 0; i < TM; ++i)
-#pragma unroll
-                    for (int j = 0; j < TN; ++j) acc[i][j] = 0.f;
-                for (i64 k0 = 0; k0 < K; k0 += CONV_BK) {
-                    if (threadIdx.x < CONV_BK) {
+                T tile;
+                tile.zero();
+                for (i64 k0 = 0; k0 < K; k0 += BK) {
+                    if (threadIdx.x < BK) {
                         const i64 kk = k0 + threadIdx.x;
                         if (kk < K) {
                             const i64 co = kk / d.khkw;
@@ -251,11 +265,11 @@ __device__ void conv_dgrad_tiles(const ConvArgs& a, const float* __restrict__ dy
                         }
                     }
                     __syncthreads();
-#pragma unroll 1
+#pragma unroll T::LOAD_UNROLL
                     for (int qq = 0; qq < PER_A; ++qq) {
-                        const int e = threadIdx.x + CONV_THREADS * qq, r = e / CONV_BK, kk = e % CONV_BK;
+                        const int e = threadIdx.x + CONV_THREADS * qq, r = e / BK, kk = e % BK;
                         const i64 ci = m0 + r;
-                        As[kk][r] = (ci < d.cg && tab.dy_off[kk] >= 0) ? w[tab.w_off[kk] + ci * d.khkw] : 0.f;
+                        As[kk][r] = T::prep((ci < d.cg && tab.dy_off[kk] >= 0) ? w[tab.w_off[kk] + ci * d.khkw] : 0.f);
                     }
 #pragma unroll
                     for (int qq = 0; qq < PER_B; ++qq) {
@@ -263,59 +277,65 @@ __device__ void conv_dgrad_tiles(const ConvArgs& a, const float* __restrict__ dy
                         float v = 0.f;
                         if (qvalid && tab.dy_off[kk] >= 0)
                             v = dgrad_gather(a, dyb + tab.dy_off[kk], py, px, tab.dy[kk], tab.dx[kk]);
-                        Bs[kk][bc] = v;
+                        Bs[kk][bc] = T::prep(v);
                     }
                     __syncthreads();
-                    tile_fma<CONV_BK, BM, BN, TM, TN>(As, Bs, ty, tx, acc);
+                    tile.product(As, Bs);
                 }
-#pragma unroll
-                for (int j = 0; j < TN; ++j) {
-                    const i64 qj = q0 + tx + 16 * j;
-                    if (qj >= Q) continue;
+                tile.template store<true>(tile_left(d.cg - m0, BM), tile_left(Q - q0, BN), [&](int r, int c, float v) {
+                    const i64 qj = q0 + c, ci = m0 + r;
                     const i64 nj = qj / d.hw, pixj = qj - nj * d.hw;
-#pragma unroll
-                    for (int i = 0; i < TM; ++i) {
-                        const i64 ci = m0 + ty + 16 * i;
-                        if (ci < d.cg) dx[(nj * a.c_in + g * d.cg + ci) * d.hw + pixj] = acc[i][j];
-                    }
-                }
+                    dx[(nj * a.c_in + g * d.cg + ci) * d.hw + pixj] = v;
+                });
                 __syncthreads();
             }
         }
     }
 }
 
-extern "C" __global__ void __launch_bounds__(CONV_THREADS)
+extern "C" __global__ void __launch_bounds__(CONV_THREADS, 1)
     conv2d_backward_input_igemm128_f32(const ConvArgs a, const float* __restrict__ dy, const float* __restrict__ w,
                                        float* __restrict__ dx) {
-    conv_dgrad_tiles<128, 128>(a, dy, w, dx);
+    conv_dgrad_tiles<ConvF32x128>(a, dy, w, dx);
 }
 
-extern "C" __global__ void __launch_bounds__(CONV_THREADS)
+extern "C" __global__ void __launch_bounds__(CONV_THREADS, 1)
+    conv2d_backward_input_igemm128_tf32(const ConvArgs a, const float* __restrict__ dy, const float* __restrict__ w,
+                                       float* __restrict__ dx) {
+    conv_dgrad_tiles<ConvTf32x128>(a, dy, w, dx);
+}
+
+extern "C" __global__ void __launch_bounds__(CONV_THREADS, 1)
     conv2d_backward_input_igemm64_f32(const ConvArgs a, const float* __restrict__ dy, const float* __restrict__ w,
-                                      float* __restrict__ dx) {
-    conv_dgrad_tiles<64, 64>(a, dy, w, dx);
+                                       float* __restrict__ dx) {
+    conv_dgrad_tiles<ConvF32x64>(a, dy, w, dx);
+}
+
+extern "C" __global__ void __launch_bounds__(CONV_THREADS, 1)
+    conv2d_backward_input_igemm64_tf32(const ConvArgs a, const float* __restrict__ dy, const float* __restrict__ w,
+                                       float* __restrict__ dx) {
+    conv_dgrad_tiles<ConvTf32x64>(a, dy, w, dx);
 }
 
 // ---- weight gradient --------------------------------------------------------------------------
 
 // Per output position p of the current k-step: dy offset of (n, pix) without the channel term
 // (−1: past this split), the sample's input-group offset, oy·s_h − pad_h, ox·s_w − pad_w.
+template <int BK>
 struct WgradTab {
-    i64 dy_off[CONV_BK], x_off[CONV_BK];
-    int iy0[CONV_BK], ix0[CONV_BK];
+    i64 dy_off[BK], x_off[BK];
+    int iy0[BK], ix0[BK];
 };
 
-template <int BM, int BN>
+template <class T>
 __device__ void conv_wgrad_tiles(const ConvArgs& a, const float* __restrict__ x, const float* __restrict__ dy,
                                  float* __restrict__ out) {
-    constexpr int TM = BM / 16, TN = BN / 16;
-    constexpr int PER_A = BM * CONV_BK / CONV_THREADS, PER_B = BN * CONV_BK / CONV_THREADS;
-    __shared__ float As[CONV_BK][BM];
-    __shared__ float Bs[CONV_BK][BN];
-    __shared__ WgradTab tab;
+    constexpr int BM = T::BM, BN = T::BN, BK = T::BK;
+    constexpr int PER_A = BM * BK / CONV_THREADS, PER_B = BN * BK / CONV_THREADS;
+    __shared__ float As[BK][T::LDA];
+    __shared__ float Bs[BK][T::LDB];
+    __shared__ WgradTab<BK> tab;
     const ConvDims d = conv_dims(a);
-    const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
     const i64 P = a.n * d.ohw;
     const i64 tiles_m = (d.mg + BM - 1) / BM, tiles_k = (d.k + BN - 1) / BN;
     const bool reflect = a.reflect != 0;
@@ -335,13 +355,10 @@ __device__ void conv_wgrad_tiles(const ConvArgs& a, const float* __restrict__ x,
                 const int rem = (int)(kk - ci * d.khkw);
                 const int tap_y = (rem / a.kw) * a.dil_h, tap_x = (rem % a.kw) * a.dil_w;
                 const i64 ci_off = ci * d.hw;
-                float acc[TM][TN];
-#pragma unroll
-                for (int i = 0; i < TM; ++i)
-#pragma unroll
-                    for (int j = 0; j < TN; ++j) acc[i][j] = 0.f;
-                for (i64 k0 = p_lo; k0 < p_hi; k0 += CONV_BK) {
-                    if (threadIdx.x < CONV_BK) {
+                T tile;
+                tile.zero();
+                for (i64 k0 = p_lo; k0 < p_hi; k0 += BK) {
+                    if (threadIdx.x < BK) {
                         const i64 p = k0 + threadIdx.x;
                         if (p < p_hi) {
                             const i64 nb = p / d.ohw, pix = p - nb * d.ohw;
@@ -355,13 +372,14 @@ __device__ void conv_wgrad_tiles(const ConvArgs& a, const float* __restrict__ x,
                         }
                     }
                     __syncthreads();
-#pragma unroll 1
+#pragma unroll T::LOAD_UNROLL
                     for (int q = 0; q < PER_A; ++q) {
-                        const int e = threadIdx.x + CONV_THREADS * q, r = e / CONV_BK, pk = e % CONV_BK;
+                        const int e = threadIdx.x + CONV_THREADS * q, r = e / BK, pk = e % BK;
                         const i64 co = m0 + r;
-                        As[pk][r] = (co < d.mg && tab.dy_off[pk] >= 0) ? dy[tab.dy_off[pk] + (g * d.mg + co) * d.ohw] : 0.f;
+                        As[pk][r] = T::prep((co < d.mg && tab.dy_off[pk] >= 0) ? dy[tab.dy_off[pk] + (g * d.mg + co) * d.ohw]
+                                                                                : 0.f);
                     }
-#pragma unroll 1
+#pragma unroll T::LOAD_UNROLL
                     for (int q = 0; q < PER_B; ++q) {
                         const int pk = (threadIdx.x + CONV_THREADS * q) / BN;
                         float v = 0.f;
@@ -370,37 +388,42 @@ __device__ void conv_wgrad_tiles(const ConvArgs& a, const float* __restrict__ x,
                             const int sx = pad_source(tab.ix0[pk] + tap_x, (int)a.w, reflect);
                             if (sy >= 0 && sx >= 0) v = x[tab.x_off[pk] + ci_off + (i64)sy * a.w + sx];
                         }
-                        Bs[pk][bc] = v;
+                        Bs[pk][bc] = T::prep(v);
                     }
                     __syncthreads();
-                    tile_fma<CONV_BK, BM, BN, TM, TN>(As, Bs, ty, tx, acc);
+                    tile.product(As, Bs);
                 }
-#pragma unroll
-                for (int i = 0; i < TM; ++i) {
-                    const i64 co = m0 + ty + 16 * i;
-                    if (co >= d.mg) continue;
-#pragma unroll
-                    for (int j = 0; j < TN; ++j) {
-                        const i64 kj = c0 + tx + 16 * j;
-                        if (kj < d.k) outs[(g * d.mg + co) * d.k + kj] = acc[i][j];
-                    }
-                }
+                tile.template store<false>(tile_left(d.mg - m0, BM), tile_left(d.k - c0, BN), [&](int r, int c, float v) {
+                    outs[(g * d.mg + m0 + r) * d.k + c0 + c] = v;
+                });
                 __syncthreads();
             }
         }
     }
 }
 
-extern "C" __global__ void __launch_bounds__(CONV_THREADS)
+extern "C" __global__ void __launch_bounds__(CONV_THREADS, 1)
     conv2d_backward_weight_igemm128_f32(const ConvArgs a, const float* __restrict__ x, const float* __restrict__ dy,
                                         float* __restrict__ out) {
-    conv_wgrad_tiles<128, 128>(a, x, dy, out);
+    conv_wgrad_tiles<ConvF32x128>(a, x, dy, out);
 }
 
-extern "C" __global__ void __launch_bounds__(CONV_THREADS)
+extern "C" __global__ void __launch_bounds__(CONV_THREADS, 1)
+    conv2d_backward_weight_igemm128_tf32(const ConvArgs a, const float* __restrict__ x, const float* __restrict__ dy,
+                                        float* __restrict__ out) {
+    conv_wgrad_tiles<ConvTf32x128>(a, x, dy, out);
+}
+
+extern "C" __global__ void __launch_bounds__(CONV_THREADS, 1)
     conv2d_backward_weight_igemm64_f32(const ConvArgs a, const float* __restrict__ x, const float* __restrict__ dy,
-                                       float* __restrict__ out) {
-    conv_wgrad_tiles<64, 64>(a, x, dy, out);
+                                        float* __restrict__ out) {
+    conv_wgrad_tiles<ConvF32x64>(a, x, dy, out);
+}
+
+extern "C" __global__ void __launch_bounds__(CONV_THREADS, 1)
+    conv2d_backward_weight_igemm64_tf32(const ConvArgs a, const float* __restrict__ x, const float* __restrict__ dy,
+                                        float* __restrict__ out) {
+    conv_wgrad_tiles<ConvTf32x64>(a, x, dy, out);
 }
 
 // ---- direct variants (reference ladder rung, depthwise fast path) -----------------------------

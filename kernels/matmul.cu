@@ -1,17 +1,26 @@
 // Batched SGEMM: C[b] = alpha·op(A[b])·op(B[b]) + beta·C[b], op = optional transpose, with leading
 // dimensions and batch strides (0 broadcasts a rank-2 operand). Shared-memory tiles of
-// BM × BK and BK × BN, a 16 × 16 thread grid, each thread a (BM/16) × (BN/16) register tile.
+// BM × BK and BK × BN multiplied by a tile-product policy (common.cuh): `_f32`, a 16 × 16 thread
+// grid, each thread a (BM/16) × (BN/16) register tile; `_tf32`, tensor cores (mma.sync m16n8k8,
+// operands rounded to tf32 when staged, f32 accumulation), 8 warps of (BM/2) × (BN/4).
 // CPU reference: src/backend/cpu/matmul.rs. Also the GEMMs of corr_warp's backward and of its
 // plain reference variant (see corr_warp.cu).
 //
 // Launch: block MATMUL_THREADS (256) threads, 1-D; grid (ceil(n/BN), ceil(m/BM), batch), every
 // axis looping when there are more tiles than blocks. `matmul_tile128_f32`: BM = BN = 128 (big
 // products); `matmul_tile64_f32`: 64 × 64 (small m or n, more blocks). Static shared memory:
-// 8 KiB (128) / 4 KiB (64).
+// 8 KiB (128) / 4 KiB (64). `matmul_tile{128,64}_tf32`: the same tiles and grid, BK 32 / 16,
+// 34 / 9 KiB; the launcher runs them only when the precision setting asks for tf32.
+// __launch_bounds__(256, 1): with the block size alone, ptxas 13 caps registers and spills.
 #include "common.cuh"
 
 #define MATMUL_THREADS 256
 #define MATMUL_BK 8
+
+typedef SimtF32Tile<128, 128, MATMUL_BK> MatmulF32x128;
+typedef SimtF32Tile<64, 64, MATMUL_BK> MatmulF32x64;
+typedef MmaTf32Tile<128, 128, 32> MatmulTf32x128;
+typedef MmaTf32Tile<64, 64, 16> MatmulTf32x64;
 
 // Mirrors `MatmulArgs` (src/backend/cuda/params.rs).
 struct MatmulArgs {
@@ -25,11 +34,12 @@ struct MatmulArgs {
 
 // As[kk][r] = op(A)[m0 + r][k0 + kk], zero outside. Stored A is [m, k] (lda) or, transposed,
 // [k, m] (lda); the thread mapping follows the contiguous direction so reads coalesce.
-template <int BM>
+template <class T>
 __device__ __forceinline__ void load_a(const MatmulArgs& p, const float* __restrict__ A, i64 m0, i64 k0,
-                                       float (*As)[BM]) {
-    constexpr int PER = BM * MATMUL_BK / MATMUL_THREADS;
-#pragma unroll 1
+                                       float (*As)[T::LDA]) {
+    constexpr int BM = T::BM, BK = T::BK;
+    constexpr int PER = BM * BK / MATMUL_THREADS;
+#pragma unroll T::LOAD_UNROLL
     for (int q = 0; q < PER; ++q) {
         const int e = threadIdx.x + MATMUL_THREADS * q;
         int r, kk;
@@ -37,28 +47,29 @@ __device__ __forceinline__ void load_a(const MatmulArgs& p, const float* __restr
             kk = e / BM;
             r = e % BM;
         } else {
-            r = e / MATMUL_BK;
-            kk = e % MATMUL_BK;
+            r = e / BK;
+            kk = e % BK;
         }
         const i64 gm = m0 + r, gk = k0 + kk;
         float v = 0.f;
         if (gm < p.m && gk < p.k) v = p.trans_a ? A[gk * p.lda + gm] : A[gm * p.lda + gk];
-        As[kk][r] = v;
+        As[kk][r] = T::prep(v);
     }
 }
 
 // Bs[kk][c] = op(B)[k0 + kk][n0 + c], zero outside. Stored B is [k, n] or, transposed, [n, k].
-template <int BN>
+template <class T>
 __device__ __forceinline__ void load_b(const MatmulArgs& p, const float* __restrict__ B, i64 k0, i64 n0,
-                                       float (*Bs)[BN]) {
-    constexpr int PER = BN * MATMUL_BK / MATMUL_THREADS;
-#pragma unroll 1
+                                       float (*Bs)[T::LDB]) {
+    constexpr int BN = T::BN, BK = T::BK;
+    constexpr int PER = BN * BK / MATMUL_THREADS;
+#pragma unroll T::LOAD_UNROLL
     for (int q = 0; q < PER; ++q) {
         const int e = threadIdx.x + MATMUL_THREADS * q;
         int c, kk;
         if (p.trans_b) {
-            c = e / MATMUL_BK;
-            kk = e % MATMUL_BK;
+            c = e / BK;
+            kk = e % BK;
         } else {
             kk = e / BN;
             c = e % BN;
@@ -66,17 +77,16 @@ __device__ __forceinline__ void load_b(const MatmulArgs& p, const float* __restr
         const i64 gk = k0 + kk, gn = n0 + c;
         float v = 0.f;
         if (gk < p.k && gn < p.n) v = p.trans_b ? B[gn * p.ldb + gk] : B[gk * p.ldb + gn];
-        Bs[kk][c] = v;
+        Bs[kk][c] = T::prep(v);
     }
 }
 
-template <int BM, int BN>
+template <class T>
 __device__ __forceinline__ void matmul_tiles(const MatmulArgs& p, const float* __restrict__ A,
                                              const float* __restrict__ B, float* __restrict__ C) {
-    constexpr int TM = BM / 16, TN = BN / 16;
-    __shared__ float As[MATMUL_BK][BM];
-    __shared__ float Bs[MATMUL_BK][BN];
-    const int tx = threadIdx.x % 16, ty = threadIdx.x / 16;
+    constexpr int BM = T::BM, BN = T::BN;
+    __shared__ float As[T::BK][T::LDA];
+    __shared__ float Bs[T::BK][T::LDB];
     const i64 tiles_m = (p.m + BM - 1) / BM, tiles_n = (p.n + BN - 1) / BN;
     for (i64 b = blockIdx.z; b < p.batch; b += gridDim.z) {
         const float* Ab = A + b * p.stride_a;
@@ -85,42 +95,41 @@ __device__ __forceinline__ void matmul_tiles(const MatmulArgs& p, const float* _
         for (i64 tm = blockIdx.y; tm < tiles_m; tm += gridDim.y) {
             for (i64 tn = blockIdx.x; tn < tiles_n; tn += gridDim.x) {
                 const i64 m0 = tm * BM, n0 = tn * BN;
-                float acc[TM][TN];
-#pragma unroll
-                for (int i = 0; i < TM; ++i)
-#pragma unroll
-                    for (int j = 0; j < TN; ++j) acc[i][j] = 0.f;
-                for (i64 k0 = 0; k0 < p.k; k0 += MATMUL_BK) {
-                    load_a<BM>(p, Ab, m0, k0, As);
-                    load_b<BN>(p, Bb, k0, n0, Bs);
+                T tile;
+                tile.zero();
+                for (i64 k0 = 0; k0 < p.k; k0 += T::BK) {
+                    load_a<T>(p, Ab, m0, k0, As);
+                    load_b<T>(p, Bb, k0, n0, Bs);
                     __syncthreads();
-                    tile_fma<MATMUL_BK, BM, BN, TM, TN>(As, Bs, ty, tx, acc);
+                    tile.product(As, Bs);
                     __syncthreads();
                 }
-#pragma unroll
-                for (int i = 0; i < TM; ++i) {
-                    const i64 gm = m0 + ty + 16 * i;
-                    if (gm >= p.m) continue;
-#pragma unroll
-                    for (int j = 0; j < TN; ++j) {
-                        const i64 gn = n0 + tx + 16 * j;
-                        if (gn >= p.n) continue;
-                        float* c = Cb + gm * p.ldc + gn;
-                        const float v = p.alpha * acc[i][j];
-                        *c = p.beta == 0.f ? v : v + p.beta * *c;
-                    }
-                }
+                tile.template store<false>(tile_left(p.m - m0, BM), tile_left(p.n - n0, BN), [&](int r, int cl, float acc) {
+                    float* c = Cb + (m0 + r) * p.ldc + n0 + cl;
+                    const float v = p.alpha * acc;
+                    *c = p.beta == 0.f ? v : v + p.beta * *c;
+                });
             }
         }
     }
 }
 
-extern "C" __global__ void __launch_bounds__(MATMUL_THREADS)
+extern "C" __global__ void __launch_bounds__(MATMUL_THREADS, 1)
     matmul_tile128_f32(const MatmulArgs p, const float* __restrict__ A, const float* __restrict__ B, float* C) {
-    matmul_tiles<128, 128>(p, A, B, C);
+    matmul_tiles<MatmulF32x128>(p, A, B, C);
 }
 
-extern "C" __global__ void __launch_bounds__(MATMUL_THREADS)
+extern "C" __global__ void __launch_bounds__(MATMUL_THREADS, 1)
     matmul_tile64_f32(const MatmulArgs p, const float* __restrict__ A, const float* __restrict__ B, float* C) {
-    matmul_tiles<64, 64>(p, A, B, C);
+    matmul_tiles<MatmulF32x64>(p, A, B, C);
+}
+
+extern "C" __global__ void __launch_bounds__(MATMUL_THREADS, 1)
+    matmul_tile128_tf32(const MatmulArgs p, const float* __restrict__ A, const float* __restrict__ B, float* C) {
+    matmul_tiles<MatmulTf32x128>(p, A, B, C);
+}
+
+extern "C" __global__ void __launch_bounds__(MATMUL_THREADS, 1)
+    matmul_tile64_tf32(const MatmulArgs p, const float* __restrict__ A, const float* __restrict__ B, float* C) {
+    matmul_tiles<MatmulTf32x64>(p, A, B, C);
 }

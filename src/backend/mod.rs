@@ -10,8 +10,10 @@ pub mod cpu;
 pub mod cuda;
 pub mod cuda_probe;
 mod ops;
+pub mod precision;
 
 pub use ops::*;
+pub use precision::{precision, set_precision, Precision};
 
 use crate::error::Result;
 use crate::tensor::{Device, Tensor};

@@ -1,12 +1,13 @@
 //! NVRTC compilation of the embedded kernel files.
 //!
-//! `common.cuh` is handed to NVRTC as an in-memory header, so `#include "common.cuh"` works with
+//! `common.cuh` and the other `kernels::HEADERS` are handed to NVRTC as in-memory headers, so
+//! `#include "common.cuh"` works with
 //! nothing on disk. Every compile also appends the layout checks of the file's parameter structs
 //! (see `KernelFile::layout_checks`): a `.cu` struct that drifts from its Rust mirror is a
 //! compile error, not a silent garbage launch. An NVRTC failure is an `Error::File` naming the
 //! kernel file, the options and the full log.
 
-use super::kernels::{KernelFile, COMMON_HEADER};
+use super::kernels::{KernelFile, HEADERS};
 use crate::error::{Error, Result};
 use cudarc::nvrtc::{result, sys};
 use std::ffi::{c_char, CStr, CString};
@@ -65,19 +66,27 @@ pub fn compile(file: &KernelFile, arch: &str, extra: &[&str]) -> Result<Compiled
     let source = format!("{}\n{}", file.source, file.layout_checks());
     let src = cstring(&source).map_err(|e| fail("source", e))?;
     let name = cstring(file.name).map_err(|e| fail("name", e))?;
-    let header = cstring(COMMON_HEADER).map_err(|e| fail("common.cuh", e))?;
-    let header_name = c"common.cuh";
-    let headers = [header.as_ptr()];
-    let include_names = [header_name.as_ptr()];
+    let mut owned = Vec::with_capacity(2 * HEADERS.len());
+    for (hname, text) in HEADERS {
+        owned.push(cstring(text).map_err(|e| fail(hname, e))?);
+        owned.push(cstring(hname).map_err(|e| fail(hname, e))?);
+    }
+    let headers: Vec<*const c_char> = owned.iter().step_by(2).map(|c| c.as_ptr()).collect();
+    let include_names: Vec<*const c_char> = owned
+        .iter()
+        .skip(1)
+        .step_by(2)
+        .map(|c| c.as_ptr())
+        .collect();
     let mut prog: sys::nvrtcProgram = std::ptr::null_mut();
     // SAFETY: every pointer refers to a NUL-terminated string alive until the program is
-    // destroyed below; the arrays hold exactly one header.
+    // destroyed below; both arrays hold HEADERS.len() entries.
     unsafe {
         sys::nvrtcCreateProgram(
             &mut prog,
             src.as_ptr(),
             name.as_ptr(),
-            1,
+            headers.len() as i32,
             headers.as_ptr(),
             include_names.as_ptr(),
         )

@@ -7,13 +7,22 @@ use super::params::*;
 /// `kernels/common.cuh`, given to NVRTC as an in-memory header.
 pub const COMMON_HEADER: &str = include_str!("../../../kernels/common.cuh");
 
+/// Every header a kernel file may include, by name: all are handed to every compile.
+pub const HEADERS: &[(&str, &str)] = &[
+    ("common.cuh", COMMON_HEADER),
+    (
+        "mma_bf16.cuh",
+        include_str!("../../../kernels/mma_bf16.cuh"),
+    ),
+];
+
 /// One `.cu` file of `kernels/`.
 #[derive(Debug)]
 pub struct KernelFile {
     /// File name inside `kernels/`.
     pub name: &'static str,
     pub source: &'static str,
-    /// Every `extern "C"` kernel the file defines (`<op>_<variant>_f32`).
+    /// Every `extern "C"` kernel the file defines (`<op>_<variant>_<dtype>`: f32, tf32, bf16).
     pub symbols: &'static [&'static str],
     /// The parameter structs defined in the file, with their Rust layouts.
     pub structs: &'static [&'static StructLayout],
@@ -99,13 +108,16 @@ pub const KERNEL_FILES: &[KernelFile] = &[
         structs: [ReduceArgs],
         consts: [REDUCE_SUM, REDUCE_MEAN, REDUCE_MAX, MAX_RANK]),
     kernel_file!("matmul.cu",
-        symbols: ["matmul_tile128_f32", "matmul_tile64_f32"],
+        symbols: ["matmul_tile128_f32", "matmul_tile64_f32", "matmul_tile128_tf32", "matmul_tile64_tf32"],
         structs: [MatmulArgs],
         consts: [MATMUL_THREADS, MATMUL_BK]),
     kernel_file!("conv.cu",
         symbols: ["conv2d_forward_igemm128_f32", "conv2d_forward_igemm64_f32",
                   "conv2d_backward_input_igemm128_f32", "conv2d_backward_input_igemm64_f32",
                   "conv2d_backward_weight_igemm128_f32", "conv2d_backward_weight_igemm64_f32",
+                  "conv2d_forward_igemm128_tf32", "conv2d_forward_igemm64_tf32",
+                  "conv2d_backward_input_igemm128_tf32", "conv2d_backward_input_igemm64_tf32",
+                  "conv2d_backward_weight_igemm128_tf32", "conv2d_backward_weight_igemm64_tf32",
                   "conv2d_direct_forward_f32", "conv2d_direct_backward_input_f32",
                   "conv2d_direct_backward_weight_f32", "conv2d_backward_bias_f32"],
         structs: [ConvArgs],
@@ -140,6 +152,14 @@ pub const KERNEL_FILES: &[KernelFile] = &[
                   "corr_warp_backward_rows_f32"],
         structs: [CorrNormArgs, CorrWarpArgs],
         consts: [CORR_BQ, CORR_BKEY, CORR_BC, CORR_VT, CORR_THREADS, NORM_COL_X, NORM_COL_Y]),
+    kernel_file!("corr_warp_bf16.cu",
+        symbols: ["corr_warp_pack_bf16", "corr_warp_forward_v16_bf16", "corr_warp_forward_v32_bf16",
+                  "corr_warp_forward_v48_bf16", "corr_warp_forward_v64_bf16", "corr_warp_delta_bf16",
+                  "corr_warp_backward_ds_v16_bf16", "corr_warp_backward_ds_v32_bf16",
+                  "corr_warp_backward_ds_v48_bf16", "corr_warp_backward_ds_v64_bf16",
+                  "corr_warp_gemm_nn_bf16", "corr_warp_gemm_tn_bf16"],
+        structs: [CorrPackArgs, CorrBf16Args, CorrGemmArgs],
+        consts: [CB_TILE, CB_BC, CB_THREADS, CB_VMAX, CG_BM, CG_BN, CG_BK]),
     kernel_file!("loss.cu",
         symbols: ["loss_forward_partial_f32", "loss_forward_finish_f32", "loss_backward_f32"],
         structs: [LossArgs],
@@ -161,7 +181,7 @@ mod tests {
             assert!(!f.symbols.is_empty(), "{} lists no symbols", f.name);
             for s in f.symbols {
                 assert!(
-                    s.ends_with("_f32"),
+                    ["_f32", "_tf32", "_bf16"].iter().any(|d| s.ends_with(d)),
                     "{s}: symbols are <op>_<variant>_<dtype>"
                 );
                 let decl = format!("{s}(");

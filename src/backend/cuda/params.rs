@@ -351,6 +351,81 @@ kernel_struct!(
     }
 );
 
+// ---- corr_warp_bf16.cu ------------------------------------------------------------------------
+
+/// bf16 corr_warp: query rows / keys per tile, the padding granule of packed positions;
+/// channels per staged chunk, the padding granule of packed channels; threads per block (4
+/// warps × 16 query rows); the widest packed v (wider v stays on the f32 kernels).
+pub const CB_TILE: u32 = 64;
+pub const CB_BC: u32 = 64;
+pub const CB_THREADS: u32 = 128;
+pub const CB_VMAX: u32 = 64;
+/// Block tile of the bf16 GEMM (m × n, k step); CB_THREADS threads.
+pub const CG_BM: u32 = 64;
+pub const CG_BN: u32 = 64;
+pub const CG_BK: u32 = 32;
+
+kernel_struct!(
+    /// f32 `src[b·s_b + r·s_row + c·s_col]` (r < rows, c < cols) -> bf16 [b, rows_p, cols_p],
+    /// zeros in the padding.
+    CorrPackArgs {
+        b: i64,
+        rows: i64,
+        cols: i64,
+        rows_p: i64,
+        cols_p: i64,
+        s_b: i64,
+        s_row: i64,
+        s_col: i64,
+    }
+);
+
+kernel_struct!(
+    /// bf16 corr_warp sizes: (b, c, n, m, v), the packed (padded) cp, np, mp, vp, and the
+    /// backward slab: query rows [r0, r0 + rows) held in `rs` (a multiple of CB_TILE) rows.
+    CorrBf16Args {
+        b: i64,
+        c: i64,
+        n: i64,
+        m: i64,
+        v: i64,
+        cp: i64,
+        np: i64,
+        mp: i64,
+        vp: i64,
+        r0: i64,
+        rows: i64,
+        rs: i64,
+        scale: f32,
+        _pad: i32,
+    }
+);
+
+kernel_struct!(
+    /// bf16 GEMM with f32 output at any strides (kernels/corr_warp_bf16.cu): m, n, k bound the
+    /// operand reads, m_out, n_out the written block; `accumulate` adds to the output.
+    CorrGemmArgs {
+        m: i64,
+        n: i64,
+        k: i64,
+        batch: i64,
+        lda: i64,
+        ldb: i64,
+        a_off: i64,
+        b_off: i64,
+        stride_a: i64,
+        stride_b: i64,
+        o_off: i64,
+        o_sb: i64,
+        o_si: i64,
+        o_sj: i64,
+        m_out: i64,
+        n_out: i64,
+        accumulate: i32,
+        _pad: i32,
+    }
+);
+
 // ---- loss.cu, adam.cu -------------------------------------------------------------------------
 
 pub const LOSS_L1: i32 = 0;
@@ -402,6 +477,9 @@ mod tests {
             (SoftmaxArgs::LAYOUT, 16),
             (CorrNormArgs::LAYOUT, 32),
             (CorrWarpArgs::LAYOUT, 56),
+            (CorrPackArgs::LAYOUT, 64),
+            (CorrBf16Args::LAYOUT, 104),
+            (CorrGemmArgs::LAYOUT, 136),
             (LossArgs::LAYOUT, 32),
             (AdamArgs::LAYOUT, 40),
         ];

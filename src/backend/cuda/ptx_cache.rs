@@ -1,7 +1,7 @@
 //! The PTX disk cache: NVRTC output kept under `$XDG_CACHE_HOME/engine/ptx` (or
 //! `~/.cache/engine/ptx`), so only the first process on a machine pays for the compiles.
 //!
-//! The key covers everything the PTX depends on: the kernel file, `common.cuh`, the generated
+//! The key covers everything the PTX depends on: the kernel file, the headers, the generated
 //! layout checks, the NVRTC options (which name the arch) and the NVRTC version. Each file
 //! starts with a header line that repeats the key and carries the length and a checksum of the
 //! PTX; a file that does not match (truncated, edited, another key) is ignored and rewritten.
@@ -9,7 +9,7 @@
 //! never see half a file. `ENGINE_PTX_CACHE=0` turns the cache off.
 
 use super::compile::{self, Compiled};
-use super::kernels::{KernelFile, COMMON_HEADER};
+use super::kernels::{KernelFile, HEADERS};
 use crate::error::Result;
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -38,15 +38,18 @@ pub fn key(file: &KernelFile, arch: &str, nvrtc: (i32, i32), options: &[String])
     let opts = options.join("\u{1f}");
     let version = format!("{}.{}", nvrtc.0, nvrtc.1);
     let checks = file.layout_checks();
-    let h = fnv1a(&[
-        file.name.as_bytes(),
-        file.source.as_bytes(),
-        COMMON_HEADER.as_bytes(),
+    let mut parts: Vec<&[u8]> = vec![file.name.as_bytes(), file.source.as_bytes()];
+    for (name, text) in HEADERS {
+        parts.push(name.as_bytes());
+        parts.push(text.as_bytes());
+    }
+    parts.extend([
         checks.as_bytes(),
         opts.as_bytes(),
         arch.as_bytes(),
         version.as_bytes(),
     ]);
+    let h = fnv1a(&parts);
     let stem = file.name.trim_end_matches(".cu");
     format!("{stem}-{arch}-nvrtc{version}-{h:016x}")
 }

@@ -1,6 +1,16 @@
-//! corr_warp launchers: the fused forward and the slab-wise backward.
+//! corr_warp launchers: the fused forward and the slab-wise backward, in f32 or (at
+//! `Precision::Bf16`, for the calls `bf16::applies` takes) on bf16 tensor cores.
 
 use super::*;
+use crate::backend::precision::{precision, Precision};
+
+pub mod bf16;
+
+/// Whether a corr_warp of sizes `d` runs on the bf16 kernels at precision `prec`: only at Bf16
+/// (F32 and Tf32 keep the f32 kernels here), and only where the bf16 kernels apply.
+pub fn corr_uses_bf16(d: CorrDims, prec: Precision) -> bool {
+    prec == Precision::Bf16 && bf16::applies(d)
+}
 
 // ---- corr_warp --------------------------------------------------------------------------------
 
@@ -64,7 +74,8 @@ fn corr_args(d: CorrDims, scale: f32, rows: usize) -> CorrWarpArgs {
     }
 }
 
-/// Fused forward: out [b, n, v]. Without `normalize`, q̂ and k̂ are copies of q and k.
+/// Fused forward at the process precision: out [b, n, v]. Without `normalize`, q̂ and k̂ are
+/// copies of q and k.
 pub fn corr_warp_forward(
     gpu: &Gpu,
     d: CorrDims,
@@ -74,8 +85,23 @@ pub fn corr_warp_forward(
     v: &CudaSlice<f32>,
     out: &mut CudaSlice<f32>,
 ) -> Result<CorrSaved> {
+    corr_warp_forward_at(gpu, d, p, q, k, v, out, precision())
+}
+
+/// [`corr_warp_forward`] at an explicit precision.
+#[allow(clippy::too_many_arguments)]
+pub fn corr_warp_forward_at(
+    gpu: &Gpu,
+    d: CorrDims,
+    p: &crate::backend::CorrWarpParams,
+    q: &CudaSlice<f32>,
+    k: &CudaSlice<f32>,
+    v: &CudaSlice<f32>,
+    out: &mut CudaSlice<f32>,
+    prec: Precision,
+) -> Result<CorrSaved> {
     let saved = corr_prepare(gpu, d, p, q, k)?;
-    corr_warp_fused(gpu, d, p.scale, &saved, v, out)?;
+    corr_warp_fused_at(gpu, d, p.scale, &saved, v, out, prec)?;
     Ok(saved)
 }
 
@@ -108,7 +134,7 @@ pub fn corr_prepare(
     })
 }
 
-/// The fused flash-style forward over prepared q̂, k̂: out [b, n, v].
+/// The fused flash-style forward over prepared q̂, k̂ at the process precision: out [b, n, v].
 pub fn corr_warp_fused(
     gpu: &Gpu,
     d: CorrDims,
@@ -117,6 +143,22 @@ pub fn corr_warp_fused(
     v: &CudaSlice<f32>,
     out: &mut CudaSlice<f32>,
 ) -> Result<()> {
+    corr_warp_fused_at(gpu, d, scale, saved, v, out, precision())
+}
+
+/// [`corr_warp_fused`] at an explicit precision.
+pub fn corr_warp_fused_at(
+    gpu: &Gpu,
+    d: CorrDims,
+    scale: f32,
+    saved: &CorrSaved,
+    v: &CudaSlice<f32>,
+    out: &mut CudaSlice<f32>,
+    prec: Precision,
+) -> Result<()> {
+    if corr_uses_bf16(d, prec) {
+        return bf16::forward(gpu, d, scale, saved, v, out).map(|_| ());
+    }
     let a = corr_args(d, scale, 0);
     let (mut rmax, mut rinv) = (gpu.alloc(d.b * d.n)?, gpu.alloc(d.b * d.n)?);
     let grid = (
@@ -139,9 +181,79 @@ pub fn corr_warp_fused(
     )
 }
 
-/// Backward by slabs of `slab` query rows (kernels/corr_warp.cu): returns (dq, dk, dv).
+/// Backward by slabs of `slab` query rows at the process precision: returns (dq, dk, dv).
 #[allow(clippy::too_many_arguments)]
 pub fn corr_warp_backward(
+    gpu: &Gpu,
+    d: CorrDims,
+    p: &crate::backend::CorrWarpParams,
+    saved: &CorrSaved,
+    v: &CudaSlice<f32>,
+    dout: &CudaSlice<f32>,
+    slab: usize,
+) -> Result<(DeviceBuf, DeviceBuf, DeviceBuf)> {
+    corr_warp_backward_at(gpu, d, p, saved, v, dout, slab, precision())
+}
+
+/// [`corr_warp_backward`] at an explicit precision: the N × M part in f32
+/// ([`backward_slabs_f32`]) or bf16 (`bf16::backward`, whose slabs are `slab` rounded up to 64
+/// rows and capped), then the normalisation's backward in f32.
+#[allow(clippy::too_many_arguments)]
+pub fn corr_warp_backward_at(
+    gpu: &Gpu,
+    d: CorrDims,
+    p: &crate::backend::CorrWarpParams,
+    saved: &CorrSaved,
+    v: &CudaSlice<f32>,
+    dout: &CudaSlice<f32>,
+    slab: usize,
+    prec: Precision,
+) -> Result<(DeviceBuf, DeviceBuf, DeviceBuf)> {
+    let (dqh, dkh, dv) = if corr_uses_bf16(d, prec) {
+        bf16::backward(gpu, d, p.scale, saved, v, dout, slab)?
+    } else {
+        backward_slabs_f32(gpu, d, p, saved, v, dout, slab)?
+    };
+    if !p.normalize {
+        return Ok((dqh, dkh, dv));
+    }
+    let (b, c, n, m) = (d.b, d.c, d.n, d.m);
+    let i = |x: usize| x as i64;
+    // Through the normalisation.
+    let back = |l: usize,
+                xh: &CudaSlice<f32>,
+                norms: &CudaSlice<f32>,
+                g: &CudaSlice<f32>|
+     -> Result<DeviceBuf> {
+        let a = CorrNormArgs {
+            b: i(b),
+            c: i(c),
+            l: i(l),
+            eps: p.eps,
+            _pad: 0,
+        };
+        let mut dx = gpu.alloc(b * c * l)?;
+        launch!(
+            gpu,
+            "corr_norm_backward_f32",
+            cfg_cols((b * l) as u64),
+            &a,
+            xh,
+            norms,
+            g,
+            &mut *dx
+        )?;
+        Ok(dx)
+    };
+    let dq = back(n, &saved.qh, &saved.q_norms, &dqh)?;
+    let dk = back(m, &saved.kh, &saved.k_norms, &dkh)?;
+    Ok((dq, dk, dv))
+}
+
+/// The f32 N × M part of the backward, by slabs of `slab` query rows (kernels/corr_warp.cu):
+/// (dq̂, dk̂, dv).
+#[allow(clippy::too_many_arguments)]
+fn backward_slabs_f32(
     gpu: &Gpu,
     d: CorrDims,
     p: &crate::backend::CorrWarpParams,
@@ -306,36 +418,5 @@ pub fn corr_warp_backward(
         )?;
         r0 += rr;
     }
-    if !p.normalize {
-        return Ok((dqh, dkh, dv));
-    }
-    // 6. Through the normalisation.
-    let back = |l: usize,
-                xh: &CudaSlice<f32>,
-                norms: &CudaSlice<f32>,
-                g: &CudaSlice<f32>|
-     -> Result<DeviceBuf> {
-        let a = CorrNormArgs {
-            b: i(b),
-            c: i(c),
-            l: i(l),
-            eps: p.eps,
-            _pad: 0,
-        };
-        let mut dx = gpu.alloc(b * c * l)?;
-        launch!(
-            gpu,
-            "corr_norm_backward_f32",
-            cfg_cols((b * l) as u64),
-            &a,
-            xh,
-            norms,
-            g,
-            &mut *dx
-        )?;
-        Ok(dx)
-    };
-    let dq = back(n, &saved.qh, &saved.q_norms, &dqh)?;
-    let dk = back(m, &saved.kh, &saved.k_norms, &dkh)?;
-    Ok((dq, dk, dv))
+    Ok((dqh, dkh, dv))
 }

@@ -267,7 +267,8 @@ pub use train::*;
 
 // ---- matmul -----------------------------------------------------------------------------------
 
-/// C[b] = α·op(A[b])·op(B[b]) + β·C[b] per `p` (leading dims and batch strides in elements).
+/// C[b] = α·op(A[b])·op(B[b]) + β·C[b] per `p` (leading dims and batch strides in elements), at
+/// the process-wide precision (tf32 tensor cores where `tf32_products` and `tf32_applies`).
 pub fn matmul(
     gpu: &Gpu,
     p: &MatmulArgs,
@@ -275,12 +276,31 @@ pub fn matmul(
     b: &CudaView<f32>,
     c: &mut CudaViewMut<f32>,
 ) -> Result<()> {
+    matmul_at(gpu, p, crate::backend::precision(), a, b, c)
+}
+
+/// The matmul kernel for `p` at `prec` and its square tile: 128 when m and n both reach it.
+pub fn matmul_kernel(p: &MatmulArgs, prec: crate::backend::Precision) -> (&'static str, u64) {
     let big = p.m >= 128 && p.n >= 128;
-    let (sym, tile) = if big {
-        ("matmul_tile128_f32", 128)
-    } else {
-        ("matmul_tile64_f32", 64)
-    };
+    let tf32 = prec.tf32_products() && tf32_applies(p.m, p.n, p.k);
+    match (big, tf32) {
+        (true, false) => ("matmul_tile128_f32", 128),
+        (false, false) => ("matmul_tile64_f32", 64),
+        (true, true) => ("matmul_tile128_tf32", 128),
+        (false, true) => ("matmul_tile64_tf32", 64),
+    }
+}
+
+/// [`matmul`] at an explicit precision.
+pub fn matmul_at(
+    gpu: &Gpu,
+    p: &MatmulArgs,
+    prec: crate::backend::Precision,
+    a: &CudaView<f32>,
+    b: &CudaView<f32>,
+    c: &mut CudaViewMut<f32>,
+) -> Result<()> {
+    let (sym, tile) = matmul_kernel(p, prec);
     let grid = (
         grid_yz(cdiv(p.n as u64, tile)),
         grid_yz(cdiv(p.m as u64, tile)),

@@ -1,0 +1,401 @@
+//! The bf16 tensor-core corr_warp (kernels/corr_warp_bf16.cu, launched through
+//! src/backend/cuda/launch/corr_warp.rs at `Precision::Bf16`) against the CPU backend's f32
+//! corr_warp. Needs a GPU: every test is `#[ignore]`d; run with `--ignored --test-threads=1
+//! --nocapture`. Each check prints `corr_bf16 case max_abs max_rel PASS/FAIL`.
+//!
+//! Tolerances, with u = 2⁻⁸ (bf16's unit roundoff, round to nearest even):
+//! 1. Strict, against an emulated reference: the CPU backend (f32, no normalisation) run on the
+//!    GPU's own q̂ and k̂ (downloaded) and on v and dout, each rounded to bf16 exactly as the pack
+//!    kernel rounds them. That removes the rounding of the inputs, the one error the softmax
+//!    amplifies: δ(scale·q̂·k̂) ≤ 2u·scale·|q̂||k̂|, up to 0.78 at scale 100, which no tight bound
+//!    against the unrounded f32 reference survives. What remains is the kernels' own rounding:
+//!    - forward: each weight p ∈ (0, 1] (after the running max) is rounded once before P·v,
+//!      |δp| ≤ u·p, so |δout_i| ≤ u·Σ_j A_ij|v_j| ≤ u·max|v|: atol = u·max|v| + 1e-5 (f32 sums);
+//!    - backward before the normalisation (dq̂, dk̂, dv): P and dS are rounded once each (≤ u per
+//!      term) and D = rowsum(dout∘out) carries the forward's error; norm-wise
+//!      |δ| ≤ 4u·max|want| + 1e-5. A CPU emulation of these kernels' roundings (f64 reference,
+//!      the cases below) measured at most 0.18·u·max|v| forward and 1.4u backward.
+//! 2. Loose, against the plain f32 reference and against the f32 CUDA path: only a guard against
+//!    gross errors, rel ≤ 0.5 of max|want| (the same emulation gives up to 0.33 for dq at C = 3,
+//!    scale 100, and 0.02–0.03 at C ≥ 16); the printed numbers show the size of bf16's effect.
+//!
+//! A NaN or infinity where the reference is finite fails every check.
+#![cfg(feature = "cuda")]
+
+use engine::backend::cuda::launch::*;
+use engine::backend::precision::Precision;
+use engine::backend::{self, Backend, CorrWarpParams};
+use engine::{Device, Tensor};
+
+type R<T> = std::result::Result<T, String>;
+
+const U: f32 = 1.0 / 256.0;
+const LOOSE: f32 = 0.5;
+
+fn e<E: std::fmt::Display>(x: E) -> String {
+    x.to_string()
+}
+
+/// Collects the failing checks; prints one line per check.
+#[derive(Default)]
+struct Checks {
+    fails: Vec<String>,
+}
+
+impl Checks {
+    /// Passes when every |got − want| ≤ atol + rtol·max|want| and got is finite where want is.
+    fn check(&mut self, case: &str, got: &[f32], want: &[f32], atol: f32, rtol: f32) {
+        let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+        let mut bad = got.len() != want.len();
+        let mut max_abs = 0f32;
+        for (g, w) in got.iter().zip(want) {
+            let d = (g - w).abs();
+            if d.is_nan() || (!d.is_finite() && w.is_finite()) {
+                bad = true;
+                max_abs = f32::NAN;
+            } else if d > max_abs {
+                max_abs = d;
+            }
+        }
+        let tol = atol + rtol * scale;
+        bad |= max_abs.is_nan() || max_abs > tol;
+        let rel = max_abs / scale.max(f32::MIN_POSITIVE);
+        let verdict = if bad { "FAIL" } else { "PASS" };
+        println!("corr_bf16 {case} {max_abs:.3e} {rel:.3e} (tol {tol:.2e}) {verdict}");
+        if bad {
+            self.fails.push(case.to_string());
+        }
+    }
+
+    fn run(&mut self, case: &str, f: impl FnOnce(&mut Self) -> R<()>) {
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(self)));
+        let err = match r {
+            Ok(Ok(())) => return,
+            Ok(Err(err)) => err,
+            Err(_) => "panicked".to_string(),
+        };
+        println!("corr_bf16 {case} - - FAIL ({err})");
+        self.fails.push(format!("{case}: {err}"));
+    }
+
+    fn finish(self) {
+        assert!(self.fails.is_empty(), "failing: {:#?}", self.fails);
+    }
+}
+
+/// The GPU, or None (after printing why); ENGINE_REQUIRE_GPU=1 turns a missing GPU into a failure.
+fn gpu() -> Option<Gpu> {
+    let require = std::env::var("ENGINE_REQUIRE_GPU").is_ok_and(|v| v == "1");
+    let found = engine::backend::cuda_backend_status().and_then(|()| Gpu::new().map_err(e));
+    match found {
+        Ok(g) => {
+            println!("GPU: {} ({})", g.name, g.arch);
+            Some(g)
+        }
+        Err(reason) => {
+            assert!(!require, "ENGINE_REQUIRE_GPU=1 but: {reason}");
+            println!("no GPU: skipped ({reason})");
+            None
+        }
+    }
+}
+
+fn cpu() -> &'static dyn Backend {
+    backend::for_device(Device::Cpu).expect("the CPU backend")
+}
+
+/// f32 -> nearest bf16 (ties to even), as `cvt.rn.bf16x2.f32` rounds; NaN stays NaN.
+fn round_bf16(x: f32) -> f32 {
+    if x.is_nan() {
+        return x;
+    }
+    let b = x.to_bits();
+    let r = b.wrapping_add(0x7fff + ((b >> 16) & 1));
+    f32::from_bits(r & 0xffff_0000)
+}
+
+fn rounded(data: &[f32], shape: &[usize]) -> R<Tensor> {
+    Tensor::from_vec(
+        data.iter().map(|&x| round_bf16(x)).collect(),
+        shape.to_vec(),
+    )
+    .map_err(e)
+}
+
+fn host(t: &Tensor) -> R<Vec<f32>> {
+    t.cpu_data().map(|d| d.to_vec()).map_err(e)
+}
+
+fn down(g: &Gpu, d: &cudarc::driver::CudaSlice<f32>, len: usize) -> R<Vec<f32>> {
+    g.download_n(d, len).map_err(e)
+}
+
+fn params(scale: f32, normalize: bool) -> CorrWarpParams {
+    CorrWarpParams {
+        scale,
+        normalize,
+        eps: 1e-6,
+    }
+}
+
+fn dims(b: usize, c: usize, n: usize, m: usize, v: usize) -> CorrDims {
+    CorrDims { b, c, n, m, v }
+}
+
+fn case_name(d: CorrDims, p: CorrWarpParams) -> String {
+    let kind = if p.normalize { "norm" } else { "raw" };
+    format!(
+        "B{}_C{}_N{}_M{}_V{}_{kind}_s{}",
+        d.b, d.c, d.n, d.m, d.v, p.scale
+    )
+}
+
+/// Forward and backward of one case at Bf16: strict against the emulated reference, loose
+/// against the f32 CPU reference and the f32 CUDA path. `slabs`: backward slab heights.
+fn bf16_case(ck: &mut Checks, g: &Gpu, d: CorrDims, p: CorrWarpParams, slabs: &[usize], seed: u64) {
+    let name = case_name(d, p);
+    ck.run(&name.clone(), |ck| {
+        assert!(
+            corr_uses_bf16(d, Precision::Bf16),
+            "{name}: not a bf16 case"
+        );
+        let q = Tensor::randn(vec![d.b, d.c, d.n], 0.0, 1.0, seed);
+        let k = Tensor::randn(vec![d.b, d.c, d.m], 0.0, 1.0, seed + 1);
+        let v = Tensor::randn(vec![d.b, d.m, d.v], 0.0, 1.0, seed + 2);
+        let dout = Tensor::randn(vec![d.b, d.n, d.v], 0.0, 1.0, seed + 3);
+        let up = |t: &Tensor| g.upload(&host(t)?).map_err(e);
+        let (qd, kd, vd, dd) = (up(&q)?, up(&k)?, up(&v)?, up(&dout)?);
+        let numel = d.b * d.n * d.v;
+        let fwd = |prec| -> R<(Vec<f32>, CorrSaved)> {
+            let mut out = g.zeros(numel).map_err(e)?;
+            let saved = corr_warp_forward_at(g, d, &p, &qd, &kd, &vd, &mut out, prec).map_err(e)?;
+            Ok((down(g, &out, numel)?, saved))
+        };
+        let (out, saved) = fwd(Precision::Bf16)?;
+        let (out32, _) = fwd(Precision::F32)?;
+        // The emulated reference: the GPU's q̂, k̂ and the inputs, rounded to bf16.
+        let qh = rounded(&down(g, &saved.qh, d.b * d.c * d.n)?, &[d.b, d.c, d.n])?;
+        let kh = rounded(&down(g, &saved.kh, d.b * d.c * d.m)?, &[d.b, d.c, d.m])?;
+        let (vb, db) = (
+            rounded(&host(&v)?, v.dims())?,
+            rounded(&host(&dout)?, dout.dims())?,
+        );
+        let raw = params(p.scale, false);
+        let (emu, _) = cpu().corr_warp(&qh, &kh, &vb, raw, false).map_err(e)?;
+        let vmax = host(&vb)?.iter().fold(0f32, |m, x| m.max(x.abs()));
+        ck.check(
+            &format!("{name}_fwd_vs_emulated"),
+            &out,
+            &host(&emu)?,
+            U * vmax + 1e-5,
+            0.0,
+        );
+        let (want, _) = cpu().corr_warp(&q, &k, &v, p, false).map_err(e)?;
+        ck.check(
+            &format!("{name}_fwd_vs_f32"),
+            &out,
+            &host(&want)?,
+            1e-5,
+            LOOSE,
+        );
+        ck.check(
+            &format!("{name}_fwd_vs_cuda_f32"),
+            &out,
+            &out32,
+            1e-5,
+            LOOSE,
+        );
+        let (eq, ek, ev) = cpu()
+            .corr_warp_backward(&qh, &kh, &vb, raw, &db)
+            .map_err(e)?;
+        let (wq, wk, wv) = cpu().corr_warp_backward(&q, &k, &v, p, &dout).map_err(e)?;
+        let f32_grads =
+            corr_warp_backward_at(g, d, &p, &saved, &vd, &dd, d.n, Precision::F32).map_err(e)?;
+        for &slab in slabs {
+            // The N × M part alone (before the normalisation's backward), strictly.
+            let (gq, gk, gv) = bf16::backward(g, d, p.scale, &saved, &vd, &dd, slab).map_err(e)?;
+            for (what, got, want) in [("dqh", &gq, &eq), ("dkh", &gk, &ek), ("dv", &gv, &ev)] {
+                let got = down(g, got, want.numel())?;
+                let case = format!("{name}_{what}_slab{slab}_vs_emulated");
+                ck.check(&case, &got, &host(want)?, 1e-5, 4.0 * U);
+            }
+            // The whole backward at Bf16, loosely.
+            let grads = corr_warp_backward_at(g, d, &p, &saved, &vd, &dd, slab, Precision::Bf16)
+                .map_err(e)?;
+            let all = [
+                ("dq", &grads.0, &wq, &f32_grads.0),
+                ("dk", &grads.1, &wk, &f32_grads.1),
+                ("dv", &grads.2, &wv, &f32_grads.2),
+            ];
+            for (what, got, want, cuda32) in all {
+                let got = down(g, got, want.numel())?;
+                let case = format!("{name}_{what}_slab{slab}");
+                ck.check(&format!("{case}_vs_f32"), &got, &host(want)?, 1e-5, LOOSE);
+                let c32 = down(g, cuda32, want.numel())?;
+                ck.check(&format!("{case}_vs_cuda_f32"), &got, &c32, 1e-5, LOOSE);
+            }
+        }
+        Ok(())
+    });
+}
+
+#[test]
+#[ignore = "needs a GPU"]
+fn bf16_corr_warp_matches_emulated_cpu() {
+    let Some(g) = gpu() else { return };
+    let mut ck = Checks::default();
+    let (norm, raw) = (|s| params(s, true), |s| params(s, false));
+    // The awkward shapes of tests/cuda_vs_cpu.rs (v = 65 is checked below: it stays f32), the
+    // packed widths 16..64 of v, and C = 2304 (the unfolded 3 × 3 features).
+    let cases = [
+        (dims(1, 3, 5, 7, 3), norm(100.0)),
+        (dims(2, 16, 64, 64, 3), norm(10.0)),
+        (dims(4, 33, 65, 130, 3), norm(100.0)),
+        (dims(1, 17, 1, 1, 1), raw(0.5)),
+        (dims(2, 20, 70, 129, 48), raw(0.3)),
+        (dims(1, 5, 3, 200, 2), raw(1.0)),
+        (dims(4, 64, 200, 300, 48), norm(100.0)),
+        (dims(2, 70, 130, 65, 17), norm(30.0)),
+        (dims(1, 64, 128, 192, 64), norm(100.0)),
+        (dims(1, 2304, 256, 1024, 3), norm(100.0)),
+    ];
+    for (i, (d, p)) in cases.into_iter().enumerate() {
+        bf16_case(&mut ck, &g, d, p, &[d.n, 32, 7], 100 + 10 * i as u64);
+    }
+    // v wider than CB_VMAX stays on the f32 kernels at Bf16: bit-equal results.
+    ck.run("B2_C20_N70_M129_V65_raw_s0.3_stays_f32", |ck| {
+        let (d, p) = (dims(2, 20, 70, 129, 65), raw(0.3));
+        assert!(!corr_uses_bf16(d, Precision::Bf16));
+        let up = |s: &[usize], seed| {
+            g.upload(&host(&Tensor::randn(s.to_vec(), 0.0, 1.0, seed))?)
+                .map_err(e)
+        };
+        let (q, k, v) = (
+            up(&[2, 20, 70], 1)?,
+            up(&[2, 20, 129], 2)?,
+            up(&[2, 129, 65], 3)?,
+        );
+        let mut outs = Vec::new();
+        for prec in [Precision::Bf16, Precision::F32] {
+            let mut out = g.zeros(2 * 70 * 65).map_err(e)?;
+            corr_warp_forward_at(&g, d, &p, &q, &k, &v, &mut out, prec).map_err(e)?;
+            outs.push(down(&g, &out, 2 * 70 * 65)?);
+        }
+        ck.check("V65_bf16_equals_f32", &outs[0], &outs[1], 0.0, 0.0);
+        Ok(())
+    });
+    ck.finish();
+}
+
+#[test]
+#[ignore = "needs a GPU"]
+fn bf16_corr_warp_real_size() {
+    let Some(g) = gpu() else { return };
+    let mut ck = Checks::default();
+    // CoCosNet's correspondence: B = 4, N = M = 4096 (64 × 64), C = 256, scale 100; one slab
+    // height (the bf16 launcher caps it at 512 rows here).
+    for v in [3, 48] {
+        bf16_case(
+            &mut ck,
+            &g,
+            dims(4, 256, 4096, 4096, v),
+            params(100.0, true),
+            &[4096],
+            900 + v as u64,
+        );
+    }
+    ck.finish();
+}
+
+/// Sets the process precision and restores F32 when dropped (also on a failed check).
+struct PrecisionGuard;
+
+impl PrecisionGuard {
+    fn set(p: Precision) -> PrecisionGuard {
+        engine::backend::set_precision(p);
+        PrecisionGuard
+    }
+}
+
+impl Drop for PrecisionGuard {
+    fn drop(&mut self) {
+        engine::backend::set_precision(Precision::F32);
+    }
+}
+
+#[test]
+#[ignore = "needs a GPU"]
+fn backend_takes_the_bf16_path_at_bf16_precision() {
+    let Some(g) = gpu() else { return };
+    let mut ck = Checks::default();
+    ck.run("backend_routing", |ck| {
+        // One backward slab on both sides (the backend's slab covers all 130 rows), so the
+        // backend and the launchers must agree bit for bit.
+        let (d, p) = (dims(2, 33, 130, 129, 3), params(100.0, true));
+        let t = |s: &[usize], seed| Tensor::randn(s.to_vec(), 0.0, 1.0, seed);
+        let (q, k, v) = (t(&[2, 33, 130], 7), t(&[2, 33, 129], 8), t(&[2, 129, 3], 9));
+        let dout = t(&[2, 130, 3], 10);
+        let cuda = backend::for_device(Device::Cuda).map_err(e)?;
+        let on = |x: &Tensor| x.to_device(Device::Cuda).map_err(e);
+        let (qc, kc, vc, dc) = (on(&q)?, on(&k)?, on(&v)?, on(&dout)?);
+        let mut via_backend = Vec::new();
+        for prec in [Precision::Bf16, Precision::F32] {
+            let _guard = PrecisionGuard::set(prec);
+            let (out, _) = cuda.corr_warp(&qc, &kc, &vc, p, false).map_err(e)?;
+            let (dq, dk, dv) = cuda.corr_warp_backward(&qc, &kc, &vc, p, &dc).map_err(e)?;
+            let host_of = |x: Tensor| {
+                x.to_device(Device::Cpu)
+                    .and_then(|h| Ok(h.cpu_data()?.to_vec()))
+            };
+            via_backend
+                .push([host_of(out), host_of(dq), host_of(dk), host_of(dv)].map(|r| r.map_err(e)));
+        }
+        let up = |x: &Tensor| g.upload(&host(x)?).map_err(e);
+        let (qd, kd, vd, dd) = (up(&q)?, up(&k)?, up(&v)?, up(&dout)?);
+        let mut out = g.zeros(2 * 130 * 3).map_err(e)?;
+        let bf = Precision::Bf16;
+        let saved = corr_warp_forward_at(&g, d, &p, &qd, &kd, &vd, &mut out, bf).map_err(e)?;
+        let grads = corr_warp_backward_at(&g, d, &p, &saved, &vd, &dd, d.n, bf).map_err(e)?;
+        let launched = [
+            down(&g, &out, 2 * 130 * 3)?,
+            down(&g, &grads.0, 2 * 33 * 130)?,
+            down(&g, &grads.1, 2 * 33 * 129)?,
+            down(&g, &grads.2, 2 * 129 * 3)?,
+        ];
+        let [bf16_run, f32_run] = [&via_backend[0], &via_backend[1]];
+        for (i, what) in ["out", "dq", "dk", "dv"].into_iter().enumerate() {
+            let (got, f32_got) = (bf16_run[i].clone()?, f32_run[i].clone()?);
+            ck.check(
+                &format!("backend_bf16_{what}_equals_launcher"),
+                &got,
+                &launched[i],
+                0.0,
+                0.0,
+            );
+            // At F32 the backend must not have taken the bf16 kernels.
+            let differs = got.iter().zip(&f32_got).any(|(a, b)| a != b);
+            println!("corr_bf16 backend_f32_{what}_differs_from_bf16 {differs}");
+            if !differs {
+                ck.fails
+                    .push(format!("backend at F32 gave the bf16 {what}"));
+            }
+        }
+        Ok(())
+    });
+    ck.finish();
+}
+
+#[test]
+fn round_bf16_matches_round_to_nearest_even() {
+    assert_eq!(round_bf16(1.0), 1.0);
+    // 1 + 2⁻⁸ is halfway between 1 and 1 + 2⁻⁷: ties to the even 1.
+    assert_eq!(round_bf16(1.0 + 1.0 / 256.0), 1.0);
+    assert_eq!(round_bf16(1.0 + 3.0 / 256.0), 1.0 + 4.0 / 256.0);
+    assert_eq!(round_bf16(1.0 + 1.5 / 256.0), 1.0 + 2.0 / 256.0);
+    assert_eq!(round_bf16(-0.1), -0.100097656);
+    assert!(round_bf16(f32::NAN).is_nan());
+    assert_eq!(round_bf16(f32::INFINITY), f32::INFINITY);
+    for x in [0.3f32, -7.25, 1e-20, 123456.0] {
+        assert!((round_bf16(x) - x).abs() <= U * x.abs(), "{x}");
+    }
+}
