@@ -173,16 +173,7 @@ pub(super) fn prelu_backward(x: &Tensor, alpha: &Tensor, dy: &Tensor) -> Result<
 
 pub(super) fn reduce(op: ReduceOp, x: &Tensor, axes: &[usize], keepdim: bool) -> Result<Tensor> {
     let mask = checks::axis_mask("reduce", x, axes)?;
-    let dims: Vec<usize> = if keepdim {
-        checks::keepdim_dims(x.dims(), &mask)
-    } else {
-        x.dims()
-            .iter()
-            .zip(&mask)
-            .filter(|(_, &m)| !m)
-            .map(|(&d, _)| d)
-            .collect()
-    };
+    let dims = checks::reduced_dims(x.dims(), &mask, keepdim);
     reduce_masked("reduce", op, x, &mask, dims)
 }
 
@@ -193,17 +184,7 @@ pub(super) fn reduce_max_backward(
     axes: &[usize],
 ) -> Result<Tensor> {
     const OP: &str = "reduce_max_backward";
-    let mask = checks::axis_mask(OP, x, axes)?;
-    let kd = checks::keepdim_dims(x.dims(), &mask);
-    if y.dims() != kd || dy.dims() != kd {
-        let detail = format!(
-            "x {:?} over axes {axes:?} needs y and dy of {kd:?}, got {:?} and {:?}",
-            x.shape(),
-            y.shape(),
-            dy.shape()
-        );
-        return Err(Error::shape(OP, detail));
-    }
+    let (mask, _) = checks::max_backward(x, y, dy, axes)?;
     let ins = (dev(OP, x)?, dev(OP, y)?, dev(OP, dy)?);
     if x.numel() == 0 {
         return zeros(x.dims());

@@ -41,10 +41,7 @@ pub(super) fn conv2d(
 ) -> Result<Tensor> {
     const OP: &str = "conv2d";
     let g = checks::conv(OP, x.dims(), w.dims(), p)?;
-    if let Some(b) = bias.filter(|b| b.dims() != [g.w[0]]) {
-        let detail = format!("bias {:?} for {} output channels", b.shape(), g.w[0]);
-        return Err(Error::shape(OP, detail));
-    }
+    checks::conv_bias(OP, &g, bias)?;
     let (xs, ws) = (dev(OP, x)?, dev(OP, w)?);
     let bs = bias.map(|b| dev(OP, b)).transpose()?;
     if numel(&g.out()) == 0 {
@@ -456,15 +453,9 @@ pub(super) fn corr_warp_backward(
     dout: &Tensor,
 ) -> Result<(Tensor, Tensor, Tensor)> {
     const OP: &str = "corr_warp_backward";
-    let [b, c, n, m, vv] = checks::corr_warp(OP, q, k, v, p)?;
-    if dout.dims() != [b, n, vv] {
-        let msg = format!(
-            "dout must be [B,N,V] = {:?}, got {:?}",
-            [b, n, vv],
-            dout.shape()
-        );
-        return Err(Error::shape(OP, msg));
-    }
+    let d = checks::corr_warp(OP, q, k, v, p)?;
+    checks::corr_warp_dout(OP, d, dout)?;
+    let [b, c, n, m, vv] = d;
     let (qs, ks, vs, gs) = (dev(OP, q)?, dev(OP, k)?, dev(OP, v)?, dev(OP, dout)?);
     if b * n == 0 {
         return Ok((zeros(q.dims())?, zeros(k.dims())?, zeros(v.dims())?));
