@@ -212,6 +212,16 @@ fn bad_inputs_fail_clearly_and_overwrite_nothing() {
     let run = dir.join("run");
     let run_s = s(&run).to_string();
 
+    // A GPU precision on the CPU, and a precision that does not exist.
+    let mut args = train_args(s(&target), s(&poses), &run_s, "1");
+    args.extend(["--precision", "tf32"]);
+    let e = fails(&args);
+    assert!(e.contains("--precision tf32") && e.contains("GPU"), "{e}");
+    args.pop();
+    args.push("f16");
+    let e = fails(&args);
+    assert!(e.contains("f16"), "{e}");
+
     // Missing video and missing pose folder.
     let missing = dir.join("nope.mp4");
     let e = fails(&train_args(s(&missing), s(&poses), &run_s, "1"));

@@ -3,6 +3,7 @@
 use super::auto_poses::poses_for;
 use super::progress;
 use clap::Args;
+use engine::backend::{set_precision, Precision};
 use engine::data::{ClipOptions, CropMode};
 use engine::model::ModelConfig;
 use engine::pose::openpose_json::EmptyFrame;
@@ -86,6 +87,10 @@ pub struct TrainArgs {
     /// cpu, cuda or auto
     #[arg(long, default_value = "auto")]
     device: String,
+    /// Arithmetic of the GPU's matrix products: f32, tf32 (conv and matmul on tensor cores) or
+    /// bf16 (tf32 plus the correlation in bf16); the CPU always computes in f32
+    #[arg(long, default_value = "f32")]
+    precision: String,
 }
 
 /// `x,y,w,h` → a crop box. x and y may be negative: a box past the frame's edges is padded
@@ -195,6 +200,21 @@ pub fn compute_device(arg: &str) -> Result<Device> {
     }
 }
 
+/// Sets the process-wide precision of the GPU's matrix products from `--precision`. Anything but
+/// f32 needs the GPU: the CPU backend computes in f32 only, and a setting it would ignore is
+/// refused rather than silently dropped.
+pub fn compute_precision(arg: &str, device: Device) -> Result<Precision> {
+    let p = arg.parse::<Precision>()?;
+    if p != Precision::F32 && device != Device::Cuda {
+        return Err(Error::invalid(
+            "precision",
+            format!("--precision {p} runs on the GPU only (the device is {device}); use f32"),
+        ));
+    }
+    set_precision(p);
+    Ok(p)
+}
+
 fn vgg_choice(arg: Option<&PathBuf>, cfg_size: Option<usize>) -> VggChoice {
     let small = cfg_size.is_some_and(|s| s <= 64);
     // Random features carry no ImageNet knowledge; a narrower net costs less for as much.
@@ -232,6 +252,7 @@ fn plan(args: &TrainArgs) -> Option<StagePlan> {
 
 pub fn run(args: &TrainArgs) -> Result<()> {
     let device = compute_device(&args.device)?;
+    compute_precision(&args.precision, device)?;
     train::check_start(&args.out, args.resume)?;
     let (poses, estimated) = poses_for(
         &args.target,

@@ -3,7 +3,7 @@
 
 use super::auto_poses::poses_for;
 use super::progress;
-use super::train::{compute_device, crop_mode};
+use super::train::{compute_device, compute_precision, crop_mode};
 use clap::Args;
 use engine::pose::NormalizationKind;
 use engine::tensor::Device;
@@ -70,6 +70,10 @@ pub struct TransferArgs {
     /// cpu, cuda or auto
     #[arg(long, default_value = "auto")]
     device: String,
+    /// Arithmetic of the GPU's matrix products: f32, tf32 (conv and matmul on tensor cores) or
+    /// bf16 (tf32 plus the correlation in bf16); the CPU always computes in f32
+    #[arg(long, default_value = "f32")]
+    precision: String,
 }
 
 fn parse_exemplar(s: &str) -> Result<ExemplarChoice> {
@@ -173,6 +177,7 @@ fn demo(args: &TransferArgs, device: Device) -> Result<()> {
 
 pub fn run(args: &TransferArgs) -> Result<()> {
     let device = compute_device(&args.device)?;
+    compute_precision(&args.precision, device)?;
     let Some(source) = &args.source else {
         return demo(args, device);
     };
