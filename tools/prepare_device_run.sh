@@ -12,12 +12,15 @@
 #                                  priority order, each binary within its own time budget
 #   bash device_run/run.sh perf    the kernel benchmark, PyTorch on the same card, and
 #                                  compute-sanitizer memcheck/racecheck on a few tests
+#   bash device_run/run.sh model   one paper-config training iteration and inference at each
+#                                  precision (benches/cuda_train_step.rs) and PyTorch's
+#                                  (../shared/tools/torch_model_baseline.py) on the same card
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 FEATURES=(--no-default-features --features cuda)
-# Test binaries in the order they run, with their budget in seconds (the tests phase has 540).
-TESTS=(cuda_tensor:30 cuda_backend:120 cuda_pipeline:120 cuda_tf32:60 cuda_bf16:60 cuda_vs_cpu:120)
+# Test binaries in the order they run, with their budget in seconds (470 in all).
+TESTS=(cuda_tensor:30 cuda_backend:110 cuda_pipeline:120 cuda_tf32:60 cuda_bf16:60 cuda_vs_cpu:90)
 
 # The executable of the one target `name` from cargo's JSON messages on stdin.
 executable_of() {
@@ -49,16 +52,21 @@ for entry in "${TESTS[@]}"; do
     fi
     echo "building tests/$name.rs ..." >&2
     exe=$(cargo test "${FEATURES[@]}" --test "$name" --no-run --message-format=json | executable_of "$name")
-    # Debug info would take the binaries past the 64 MiB the device tool carries.
-    objcopy --strip-debug "$exe" "device_run/$name"
+    # Debug info and symbols would take the binaries past the 64 MiB the device tool carries.
+    objcopy --strip-all "$exe" "device_run/$name"
     echo "$entry" >>device_run/TESTS
 done
 echo "building benches/cuda_kernels.rs ..." >&2
 bench_exe=$(cargo bench "${FEATURES[@]}" --bench cuda_kernels --no-run --message-format=json | executable_of cuda_kernels)
-objcopy --strip-debug "$bench_exe" device_run/cuda_kernels
-if [ -f ../shared/tools/torch_baseline.py ]; then
-    cp ../shared/tools/torch_baseline.py device_run/
-fi
+objcopy --strip-all "$bench_exe" device_run/cuda_kernels
+echo "building benches/cuda_train_step.rs ..." >&2
+step_exe=$(cargo bench "${FEATURES[@]}" --bench cuda_train_step --no-run --message-format=json | executable_of cuda_train_step)
+objcopy --strip-all "$step_exe" device_run/cuda_train_step
+for f in torch_baseline.py torch_model_baseline.py; do
+    if [ -f "../shared/tools/$f" ]; then
+        cp "../shared/tools/$f" device_run/
+    fi
+done
 chmod +x device_run/cuda_*
 commit=$(git rev-parse --short HEAD 2>/dev/null || echo unknown)
 dirty=$(git status --porcelain 2>/dev/null | head -1)
@@ -67,7 +75,7 @@ echo "$commit${dirty:+ (with uncommitted changes)}, built $(date -u +%FT%TZ)" >d
 cat >device_run/run.sh <<'EOF'
 #!/usr/bin/env bash
 # Runs on the device machine from the repository root; logs go to $OUT (device_run/out when unset).
-# Usage: bash device_run/run.sh tests|perf
+# Usage: bash device_run/run.sh tests|perf|model
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 out=${OUT:-$here/out}
@@ -147,8 +155,21 @@ perf)
     fi
     cat "$out/bench.md"
     ;;
+model)
+    echo "=== paper-config iteration (cuda_train_step) ==="
+    timeout 240 "$here/cuda_train_step" >"$out/train_step.md" 2>"$out/train_step.err"
+    echo "exit: $? (124 = timed out)"
+    tail -5 "$out/train_step.err"
+    cat "$out/train_step.md"
+    if [ -f "$here/torch_model_baseline.py" ] && python3 -c 'import torch' 2>/dev/null; then
+        echo "=== PyTorch, the same model on the same card ==="
+        OUT="$out" timeout 240 python3 "$here/torch_model_baseline.py" >"$out/torch_model.log" 2>&1
+        echo "torch exit: $?"
+        grep -v '^ ' "$out/torch_model.log" | tail -40
+    fi
+    ;;
 *)
-    echo "usage: run.sh tests|perf"
+    echo "usage: run.sh tests|perf|model"
     exit 2
     ;;
 esac
@@ -159,4 +180,5 @@ ls -la device_run >&2
 echo
 echo "Device commands (run tool, carry [\"device_run\"]; each one call, timeout_s 580):"
 echo "  bash device_run/run.sh tests"
+echo "  bash device_run/run.sh model"
 echo "  bash device_run/run.sh perf"
