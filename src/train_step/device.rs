@@ -4,40 +4,42 @@
 
 use super::{FaceBatch, FaceTrainer, Stage1Batch, Stage1Trainer, TemporalBatch, TemporalTrainer};
 use crate::error::Result;
+use crate::nn::ParamStore;
+use crate::optim::Adam;
 use crate::tensor::{Device, Tensor};
+
+/// Moves the stores (and so every network built on them) and then the optimisers' moments.
+fn move_all(stores: &[&ParamStore], opts: [&mut Adam; 2], device: Device) -> Result<()> {
+    for s in stores {
+        s.to_device(device)?;
+    }
+    for o in opts {
+        o.follow_params()?;
+    }
+    Ok(())
+}
 
 impl Stage1Trainer {
     /// Moves G, D, the VGG19 and both optimisers' state to `device`.
     pub fn to_device(&mut self, device: Device) -> Result<()> {
-        self.g_store.to_device(device)?;
-        self.d_store.to_device(device)?;
-        self.vgg.store().to_device(device)?;
-        self.g_opt.follow_params()?;
-        self.d_opt.follow_params()
+        let stores = [&self.g_store, &self.d_store, self.vgg.store()];
+        move_all(&stores, [&mut self.g_opt, &mut self.d_opt], device)
     }
 }
 
 impl TemporalTrainer {
     /// Moves the frozen stage-1 copy, G1, D1, the VGG19 and both optimisers' state.
     pub fn to_device(&mut self, device: Device) -> Result<()> {
-        self.frozen.to_device(device)?;
-        self.g_store.to_device(device)?;
-        self.d_store.to_device(device)?;
-        self.vgg.store().to_device(device)?;
-        self.g_opt.follow_params()?;
-        self.d_opt.follow_params()
+        let stores = [&self.frozen, &self.g_store, &self.d_store, self.vgg.store()];
+        move_all(&stores, [&mut self.g_opt, &mut self.d_opt], device)
     }
 }
 
 impl FaceTrainer {
     /// Moves the frozen stage-1 copy, G2, D2, the VGG19 and both optimisers' state.
     pub fn to_device(&mut self, device: Device) -> Result<()> {
-        self.frozen.to_device(device)?;
-        self.g_store.to_device(device)?;
-        self.d_store.to_device(device)?;
-        self.vgg.store().to_device(device)?;
-        self.g_opt.follow_params()?;
-        self.d_opt.follow_params()
+        let stores = [&self.frozen, &self.g_store, &self.d_store, self.vgg.store()];
+        move_all(&stores, [&mut self.g_opt, &mut self.d_opt], device)
     }
 }
 
