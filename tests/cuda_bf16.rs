@@ -1,7 +1,7 @@
 //! The bf16 tensor-core corr_warp (kernels/corr_warp_bf16.cu, launched through
 //! src/backend/cuda/launch/corr_warp.rs at `Precision::Bf16`) against the CPU backend's f32
 //! corr_warp. Needs a GPU: every test is `#[ignore]`d; run with `--ignored --test-threads=1
-//! --nocapture`. Each check prints `corr_bf16 case max_abs max_rel PASS/FAIL`.
+//! --nocapture`. Each check prints `corr_bf16 case max_abs max_rel (tol …) PASS/FAIL`.
 //!
 //! Tolerances, with u = 2⁻⁸ (bf16's unit roundoff, round to nearest even):
 //! 1. Strict, against an emulated reference: the CPU backend (f32, no normalisation) run on the
@@ -22,87 +22,17 @@
 //! A NaN or infinity where the reference is finite fails every check.
 #![cfg(feature = "cuda")]
 
+mod common;
+
+use common::gpu::*;
+use common::R;
 use engine::backend::cuda::launch::*;
 use engine::backend::precision::Precision;
-use engine::backend::{self, Backend, CorrWarpParams};
+use engine::backend::CorrWarpParams;
 use engine::{Device, Tensor};
-
-type R<T> = std::result::Result<T, String>;
 
 const U: f32 = 1.0 / 256.0;
 const LOOSE: f32 = 0.5;
-
-fn e<E: std::fmt::Display>(x: E) -> String {
-    x.to_string()
-}
-
-/// Collects the failing checks; prints one line per check.
-#[derive(Default)]
-struct Checks {
-    fails: Vec<String>,
-}
-
-impl Checks {
-    /// Passes when every |got − want| ≤ atol + rtol·max|want| and got is finite where want is.
-    fn check(&mut self, case: &str, got: &[f32], want: &[f32], atol: f32, rtol: f32) {
-        let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
-        let mut bad = got.len() != want.len();
-        let mut max_abs = 0f32;
-        for (g, w) in got.iter().zip(want) {
-            let d = (g - w).abs();
-            if d.is_nan() || (!d.is_finite() && w.is_finite()) {
-                bad = true;
-                max_abs = f32::NAN;
-            } else if d > max_abs {
-                max_abs = d;
-            }
-        }
-        let tol = atol + rtol * scale;
-        bad |= max_abs.is_nan() || max_abs > tol;
-        let rel = max_abs / scale.max(f32::MIN_POSITIVE);
-        let verdict = if bad { "FAIL" } else { "PASS" };
-        println!("corr_bf16 {case} {max_abs:.3e} {rel:.3e} (tol {tol:.2e}) {verdict}");
-        if bad {
-            self.fails.push(case.to_string());
-        }
-    }
-
-    fn run(&mut self, case: &str, f: impl FnOnce(&mut Self) -> R<()>) {
-        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(self)));
-        let err = match r {
-            Ok(Ok(())) => return,
-            Ok(Err(err)) => err,
-            Err(_) => "panicked".to_string(),
-        };
-        println!("corr_bf16 {case} - - FAIL ({err})");
-        self.fails.push(format!("{case}: {err}"));
-    }
-
-    fn finish(self) {
-        assert!(self.fails.is_empty(), "failing: {:#?}", self.fails);
-    }
-}
-
-/// The GPU, or None (after printing why); ENGINE_REQUIRE_GPU=1 turns a missing GPU into a failure.
-fn gpu() -> Option<Gpu> {
-    let require = std::env::var("ENGINE_REQUIRE_GPU").is_ok_and(|v| v == "1");
-    let found = engine::backend::cuda_backend_status().and_then(|()| Gpu::new().map_err(e));
-    match found {
-        Ok(g) => {
-            println!("GPU: {} ({})", g.name, g.arch);
-            Some(g)
-        }
-        Err(reason) => {
-            assert!(!require, "ENGINE_REQUIRE_GPU=1 but: {reason}");
-            println!("no GPU: skipped ({reason})");
-            None
-        }
-    }
-}
-
-fn cpu() -> &'static dyn Backend {
-    backend::for_device(Device::Cpu).expect("the CPU backend")
-}
 
 /// f32 -> nearest bf16 (ties to even), as `cvt.rn.bf16x2.f32` rounds; NaN stays NaN.
 fn round_bf16(x: f32) -> f32 {
@@ -122,49 +52,17 @@ fn rounded(data: &[f32], shape: &[usize]) -> R<Tensor> {
     .map_err(e)
 }
 
-fn host(t: &Tensor) -> R<Vec<f32>> {
-    t.cpu_data().map(|d| d.to_vec()).map_err(e)
-}
-
-fn down(g: &Gpu, d: &cudarc::driver::CudaSlice<f32>, len: usize) -> R<Vec<f32>> {
-    g.download_n(d, len).map_err(e)
-}
-
-fn params(scale: f32, normalize: bool) -> CorrWarpParams {
-    CorrWarpParams {
-        scale,
-        normalize,
-        eps: 1e-6,
-    }
-}
-
-fn dims(b: usize, c: usize, n: usize, m: usize, v: usize) -> CorrDims {
-    CorrDims { b, c, n, m, v }
-}
-
-fn case_name(d: CorrDims, p: CorrWarpParams) -> String {
-    let kind = if p.normalize { "norm" } else { "raw" };
-    format!(
-        "B{}_C{}_N{}_M{}_V{}_{kind}_s{}",
-        d.b, d.c, d.n, d.m, d.v, p.scale
-    )
-}
-
 /// Forward and backward of one case at Bf16: strict against the emulated reference, loose
 /// against the f32 CPU reference and the f32 CUDA path. `slabs`: backward slab heights.
-fn bf16_case(ck: &mut Checks, g: &Gpu, d: CorrDims, p: CorrWarpParams, slabs: &[usize], seed: u64) {
-    let name = case_name(d, p);
+fn bf16_case(ck: &mut Report, g: &Gpu, d: CorrDims, p: CorrWarpParams, slabs: &[usize], seed: u64) {
+    let name = corr_case_name(d, p);
     ck.run(&name.clone(), |ck| {
         assert!(
             corr_uses_bf16(d, Precision::Bf16),
             "{name}: not a bf16 case"
         );
-        let q = Tensor::randn(vec![d.b, d.c, d.n], 0.0, 1.0, seed);
-        let k = Tensor::randn(vec![d.b, d.c, d.m], 0.0, 1.0, seed + 1);
-        let v = Tensor::randn(vec![d.b, d.m, d.v], 0.0, 1.0, seed + 2);
-        let dout = Tensor::randn(vec![d.b, d.n, d.v], 0.0, 1.0, seed + 3);
-        let up = |t: &Tensor| g.upload(&host(t)?).map_err(e);
-        let (qd, kd, vd, dd) = (up(&q)?, up(&k)?, up(&v)?, up(&dout)?);
+        let [q, k, v, dout] = corr_inputs(d, seed);
+        let (qd, kd, vd, dd) = (up(g, &q)?, up(g, &k)?, up(g, &v)?, up(g, &dout)?);
         let numel = d.b * d.n * d.v;
         let fwd = |prec| -> R<(Vec<f32>, CorrSaved)> {
             let mut out = g.zeros(numel).map_err(e)?;
@@ -177,16 +75,16 @@ fn bf16_case(ck: &mut Checks, g: &Gpu, d: CorrDims, p: CorrWarpParams, slabs: &[
         let qh = rounded(&down(g, &saved.qh, d.b * d.c * d.n)?, &[d.b, d.c, d.n])?;
         let kh = rounded(&down(g, &saved.kh, d.b * d.c * d.m)?, &[d.b, d.c, d.m])?;
         let (vb, db) = (
-            rounded(&host(&v)?, v.dims())?,
-            rounded(&host(&dout)?, dout.dims())?,
+            rounded(host(&v)?, v.dims())?,
+            rounded(host(&dout)?, dout.dims())?,
         );
-        let raw = params(p.scale, false);
+        let raw = corr_params(p.scale, false);
         let (emu, _) = cpu().corr_warp(&qh, &kh, &vb, raw, false).map_err(e)?;
         let vmax = host(&vb)?.iter().fold(0f32, |m, x| m.max(x.abs()));
         ck.check(
             &format!("{name}_fwd_vs_emulated"),
             &out,
-            &host(&emu)?,
+            host(&emu)?,
             U * vmax + 1e-5,
             0.0,
         );
@@ -194,7 +92,7 @@ fn bf16_case(ck: &mut Checks, g: &Gpu, d: CorrDims, p: CorrWarpParams, slabs: &[
         ck.check(
             &format!("{name}_fwd_vs_f32"),
             &out,
-            &host(&want)?,
+            host(&want)?,
             1e-5,
             LOOSE,
         );
@@ -217,7 +115,7 @@ fn bf16_case(ck: &mut Checks, g: &Gpu, d: CorrDims, p: CorrWarpParams, slabs: &[
             for (what, got, want) in [("dqh", &gq, &eq), ("dkh", &gk, &ek), ("dv", &gv, &ev)] {
                 let got = down(g, got, want.numel())?;
                 let case = format!("{name}_{what}_slab{slab}_vs_emulated");
-                ck.check(&case, &got, &host(want)?, 1e-5, 4.0 * U);
+                ck.check(&case, &got, host(want)?, 1e-5, 4.0 * U);
             }
             // The whole backward at Bf16, loosely.
             let grads = corr_warp_backward_at(g, d, &p, &saved, &vd, &dd, slab, Precision::Bf16)
@@ -230,7 +128,7 @@ fn bf16_case(ck: &mut Checks, g: &Gpu, d: CorrDims, p: CorrWarpParams, slabs: &[
             for (what, got, want, cuda32) in all {
                 let got = down(g, got, want.numel())?;
                 let case = format!("{name}_{what}_slab{slab}");
-                ck.check(&format!("{case}_vs_f32"), &got, &host(want)?, 1e-5, LOOSE);
+                ck.check(&format!("{case}_vs_f32"), &got, host(want)?, 1e-5, LOOSE);
                 let c32 = down(g, cuda32, want.numel())?;
                 ck.check(&format!("{case}_vs_cuda_f32"), &got, &c32, 1e-5, LOOSE);
             }
@@ -239,41 +137,34 @@ fn bf16_case(ck: &mut Checks, g: &Gpu, d: CorrDims, p: CorrWarpParams, slabs: &[
     });
 }
 
+/// The packed widths 16..64 of v, and C = 2304 (the unfolded 3 × 3 features).
+const BF16_CORR_CASES: &[(CorrDims, CorrWarpParams)] = &[
+    (corr_dims(2, 70, 130, 65, 17), corr_params(30.0, true)),
+    (corr_dims(1, 64, 128, 192, 64), corr_params(100.0, true)),
+    (corr_dims(1, 2304, 256, 1024, 3), corr_params(100.0, true)),
+];
+
 #[test]
 #[ignore = "needs a GPU"]
 fn bf16_corr_warp_matches_emulated_cpu() {
     let Some(g) = gpu() else { return };
-    let mut ck = Checks::default();
-    let (norm, raw) = (|s| params(s, true), |s| params(s, false));
-    // The awkward shapes of tests/cuda_vs_cpu.rs (v = 65 is checked below: it stays f32), the
-    // packed widths 16..64 of v, and C = 2304 (the unfolded 3 × 3 features).
-    let cases = [
-        (dims(1, 3, 5, 7, 3), norm(100.0)),
-        (dims(2, 16, 64, 64, 3), norm(10.0)),
-        (dims(4, 33, 65, 130, 3), norm(100.0)),
-        (dims(1, 17, 1, 1, 1), raw(0.5)),
-        (dims(2, 20, 70, 129, 48), raw(0.3)),
-        (dims(1, 5, 3, 200, 2), raw(1.0)),
-        (dims(4, 64, 200, 300, 48), norm(100.0)),
-        (dims(2, 70, 130, 65, 17), norm(30.0)),
-        (dims(1, 64, 128, 192, 64), norm(100.0)),
-        (dims(1, 2304, 256, 1024, 3), norm(100.0)),
-    ];
-    for (i, (d, p)) in cases.into_iter().enumerate() {
+    let mut ck = Report::new("corr_bf16");
+    // The awkward shapes of tests/cuda_vs_cpu.rs with v = 65 narrowed to 48 (v = 65 is checked
+    // below: it stays f32), then BF16_CORR_CASES.
+    let narrow = |d: CorrDims| corr_dims(d.b, d.c, d.n, d.m, d.v.min(48));
+    let cases = CORR_CASES.iter().map(|&(d, p)| (narrow(d), p));
+    for (i, (d, p)) in cases.chain(BF16_CORR_CASES.iter().copied()).enumerate() {
         bf16_case(&mut ck, &g, d, p, &[d.n, 32, 7], 100 + 10 * i as u64);
     }
     // v wider than CB_VMAX stays on the f32 kernels at Bf16: bit-equal results.
     ck.run("B2_C20_N70_M129_V65_raw_s0.3_stays_f32", |ck| {
-        let (d, p) = (dims(2, 20, 70, 129, 65), raw(0.3));
+        let (d, p) = (corr_dims(2, 20, 70, 129, 65), corr_params(0.3, false));
         assert!(!corr_uses_bf16(d, Precision::Bf16));
-        let up = |s: &[usize], seed| {
-            g.upload(&host(&Tensor::randn(s.to_vec(), 0.0, 1.0, seed))?)
-                .map_err(e)
-        };
+        let rand_up = |s: &[usize], seed| up(&g, &randn(s, seed));
         let (q, k, v) = (
-            up(&[2, 20, 70], 1)?,
-            up(&[2, 20, 129], 2)?,
-            up(&[2, 129, 65], 3)?,
+            rand_up(&[2, 20, 70], 1)?,
+            rand_up(&[2, 20, 129], 2)?,
+            rand_up(&[2, 129, 65], 3)?,
         );
         let mut outs = Vec::new();
         for prec in [Precision::Bf16, Precision::F32] {
@@ -291,18 +182,12 @@ fn bf16_corr_warp_matches_emulated_cpu() {
 #[ignore = "needs a GPU"]
 fn bf16_corr_warp_real_size() {
     let Some(g) = gpu() else { return };
-    let mut ck = Checks::default();
-    // CoCosNet's correspondence: B = 4, N = M = 4096 (64 × 64), C = 256, scale 100; one slab
-    // height (the bf16 launcher caps it at 512 rows here).
+    let mut ck = Report::new("corr_bf16");
+    // CoCosNet's correspondence at its real size; one slab height (the bf16 launcher caps it at
+    // 512 rows here).
     for v in [3, 48] {
-        bf16_case(
-            &mut ck,
-            &g,
-            dims(4, 256, 4096, 4096, v),
-            params(100.0, true),
-            &[4096],
-            900 + v as u64,
-        );
+        let (d, p) = real_size_corr(v);
+        bf16_case(&mut ck, &g, d, p, &[4096], 900 + v as u64);
     }
     ck.finish();
 }
@@ -327,15 +212,18 @@ impl Drop for PrecisionGuard {
 #[ignore = "needs a GPU"]
 fn backend_takes_the_bf16_path_at_bf16_precision() {
     let Some(g) = gpu() else { return };
-    let mut ck = Checks::default();
+    let mut ck = Report::new("corr_bf16");
     ck.run("backend_routing", |ck| {
         // One backward slab on both sides (the backend's slab covers all 130 rows), so the
         // backend and the launchers must agree bit for bit.
-        let (d, p) = (dims(2, 33, 130, 129, 3), params(100.0, true));
-        let t = |s: &[usize], seed| Tensor::randn(s.to_vec(), 0.0, 1.0, seed);
-        let (q, k, v) = (t(&[2, 33, 130], 7), t(&[2, 33, 129], 8), t(&[2, 129, 3], 9));
-        let dout = t(&[2, 130, 3], 10);
-        let cuda = backend::for_device(Device::Cuda).map_err(e)?;
+        let (d, p) = (corr_dims(2, 33, 130, 129, 3), corr_params(100.0, true));
+        let (q, k, v) = (
+            randn(&[2, 33, 130], 7),
+            randn(&[2, 33, 129], 8),
+            randn(&[2, 129, 3], 9),
+        );
+        let dout = randn(&[2, 130, 3], 10);
+        let cuda = cuda();
         let on = |x: &Tensor| x.to_device(Device::Cuda).map_err(e);
         let (qc, kc, vc, dc) = (on(&q)?, on(&k)?, on(&v)?, on(&dout)?);
         let mut via_backend = Vec::new();
@@ -350,8 +238,7 @@ fn backend_takes_the_bf16_path_at_bf16_precision() {
             via_backend
                 .push([host_of(out), host_of(dq), host_of(dk), host_of(dv)].map(|r| r.map_err(e)));
         }
-        let up = |x: &Tensor| g.upload(&host(x)?).map_err(e);
-        let (qd, kd, vd, dd) = (up(&q)?, up(&k)?, up(&v)?, up(&dout)?);
+        let (qd, kd, vd, dd) = (up(&g, &q)?, up(&g, &k)?, up(&g, &v)?, up(&g, &dout)?);
         let mut out = g.zeros(2 * 130 * 3).map_err(e)?;
         let bf = Precision::Bf16;
         let saved = corr_warp_forward_at(&g, d, &p, &qd, &kd, &vd, &mut out, bf).map_err(e)?;
@@ -374,11 +261,8 @@ fn backend_takes_the_bf16_path_at_bf16_precision() {
             );
             // At F32 the backend must not have taken the bf16 kernels.
             let differs = got.iter().zip(&f32_got).any(|(a, b)| a != b);
-            println!("corr_bf16 backend_f32_{what}_differs_from_bf16 {differs}");
-            if !differs {
-                ck.fails
-                    .push(format!("backend at F32 gave the bf16 {what}"));
-            }
+            let case = format!("backend_f32_{what}_differs_from_bf16");
+            ck.record(&case, &differs.to_string(), !differs);
         }
         Ok(())
     });

@@ -109,6 +109,20 @@ fn check_store(what: &str, cpu: &ParamStore, gpu: &ParamStore, lr: f32, fails: &
     );
 }
 
+/// Steps the two trainers `STEPS` times, on `batch(100·step)` (the GPU trainer on its copy on
+/// the device), and compares the loss terms of each step.
+fn step_both<B>(
+    what: &str,
+    batch: impl Fn(u64) -> B,
+    fails: &mut Vec<String>,
+    mut step: impl FnMut(&B) -> (LossTerms, LossTerms),
+) {
+    for i in 0..STEPS {
+        let (a, b) = step(&batch(100 * i as u64));
+        check_terms(&format!("{what} step {i}"), &a, &b, 2e-3, fails);
+    }
+}
+
 fn finish(fails: Vec<String>) {
     assert!(
         fails.is_empty(),
@@ -130,19 +144,16 @@ fn stage1_trainer_steps_match_the_cpu() {
     let mut gpu = Stage1Trainer::new(&cfg, SEED, vgg()).unwrap();
     gpu.to_device(Device::Cuda).unwrap();
     let mut fails = Vec::new();
-    for step in 0..STEPS {
-        let k = 100 * step as u64;
-        let batch = Stage1Batch {
-            label: uniform(&[2, lc, s, s], 0.0, 1.0, 1 + k),
-            exemplar: uniform(&[2, 3, s, s], -1.0, 1.0, 2 + k),
-            gt: uniform(&[2, 3, s, s], -1.0, 1.0, 3 + k),
-        };
-        let a = cpu.step(&batch, 1.0).unwrap();
-        let b = gpu
-            .step(&batch.to_device(Device::Cuda).unwrap(), 1.0)
-            .unwrap();
-        check_terms(&format!("stage1 step {step}"), &a, &b, 2e-3, &mut fails);
-    }
+    let batch = |k: u64| Stage1Batch {
+        label: uniform(&[2, lc, s, s], 0.0, 1.0, 1 + k),
+        exemplar: uniform(&[2, 3, s, s], -1.0, 1.0, 2 + k),
+        gt: uniform(&[2, 3, s, s], -1.0, 1.0, 3 + k),
+    };
+    step_both("stage1", batch, &mut fails, |b| {
+        let a = cpu.step(b, 1.0).unwrap();
+        let on_gpu = b.to_device(Device::Cuda).unwrap();
+        (a, gpu.step(&on_gpu, 1.0).unwrap())
+    });
     check_store(
         "stage1 G",
         &cpu.g_store,
@@ -181,23 +192,20 @@ fn temporal_trainer_steps_match_the_cpu() {
     let mut gpu = TemporalTrainer::new(&cfg, fg, SEED ^ 0x7e, vgg()).unwrap();
     gpu.to_device(Device::Cuda).unwrap();
     let mut fails = Vec::new();
-    for step in 0..STEPS {
-        let k = 100 * step as u64;
-        let batch = TemporalBatch {
-            labels: (0..l)
-                .map(|i| uniform(&[2, lc, s, s], 0.0, 1.0, 10 + i as u64 + k))
-                .collect(),
-            frames: (0..l)
-                .map(|i| uniform(&[2, 3, s, s], -1.0, 1.0, 20 + i as u64 + k))
-                .collect(),
-            exemplar: uniform(&[2, 3, s, s], -1.0, 1.0, 30 + k),
-        };
-        let a = cpu.step(&batch, 1.0).unwrap();
-        let b = gpu
-            .step(&batch.to_device(Device::Cuda).unwrap(), 1.0)
-            .unwrap();
-        check_terms(&format!("temporal step {step}"), &a, &b, 2e-3, &mut fails);
-    }
+    let batch = |k: u64| TemporalBatch {
+        labels: (0..l)
+            .map(|i| uniform(&[2, lc, s, s], 0.0, 1.0, 10 + i as u64 + k))
+            .collect(),
+        frames: (0..l)
+            .map(|i| uniform(&[2, 3, s, s], -1.0, 1.0, 20 + i as u64 + k))
+            .collect(),
+        exemplar: uniform(&[2, 3, s, s], -1.0, 1.0, 30 + k),
+    };
+    step_both("temporal", batch, &mut fails, |b| {
+        let a = cpu.step(b, 1.0).unwrap();
+        let on_gpu = b.to_device(Device::Cuda).unwrap();
+        (a, gpu.step(&on_gpu, 1.0).unwrap())
+    });
     check_store("G1", &cpu.g_store, &gpu.g_store, cfg.optim.g_lr, &mut fails);
     check_store("D1", &cpu.d_store, &gpu.d_store, cfg.optim.d_lr, &mut fails);
     finish(fails);
@@ -230,20 +238,17 @@ fn face_trainer_steps_match_the_cpu() {
         },
     ];
     let mut fails = Vec::new();
-    for step in 0..STEPS {
-        let k = 100 * step as u64;
-        let batch = FaceBatch {
-            label: uniform(&[2, lc, s, s], 0.0, 1.0, 40 + k),
-            exemplar: uniform(&[2, 3, s, s], -1.0, 1.0, 41 + k),
-            gt: uniform(&[2, 3, s, s], -1.0, 1.0, 42 + k),
-            boxes: boxes.clone(),
-        };
-        let a = cpu.step(&batch, 1.0).unwrap();
-        let b = gpu
-            .step(&batch.to_device(Device::Cuda).unwrap(), 1.0)
-            .unwrap();
-        check_terms(&format!("face step {step}"), &a, &b, 2e-3, &mut fails);
-    }
+    let batch = |k: u64| FaceBatch {
+        label: uniform(&[2, lc, s, s], 0.0, 1.0, 40 + k),
+        exemplar: uniform(&[2, 3, s, s], -1.0, 1.0, 41 + k),
+        gt: uniform(&[2, 3, s, s], -1.0, 1.0, 42 + k),
+        boxes: boxes.clone(),
+    };
+    step_both("face", batch, &mut fails, |b| {
+        let a = cpu.step(b, 1.0).unwrap();
+        let on_gpu = b.to_device(Device::Cuda).unwrap();
+        (a, gpu.step(&on_gpu, 1.0).unwrap())
+    });
     check_store("G2", &cpu.g_store, &gpu.g_store, cfg.optim.g_lr, &mut fails);
     check_store("D2", &cpu.d_store, &gpu.d_store, cfg.optim.d_lr, &mut fails);
     finish(fails);

@@ -3,26 +3,15 @@
 //! the lent GPU machine (`--ignored`).
 #![cfg(feature = "cuda")]
 
-use engine::{Device, Error, Tensor};
+mod common;
 
-fn gpu_present() -> bool {
-    match engine::backend::cuda_probe::probe() {
-        Ok(_) => true,
-        Err(reason) => {
-            assert!(
-                std::env::var("ENGINE_REQUIRE_GPU").is_err(),
-                "no GPU: {reason}"
-            );
-            println!("no GPU: skipped ({reason})");
-            false
-        }
-    }
-}
+use common::gpu_ok;
+use engine::{Device, Error, Tensor};
 
 #[test]
 #[ignore]
 fn host_device_round_trip_is_exact() {
-    if !gpu_present() {
+    if !gpu_ok() {
         return;
     }
     for (i, shape) in [vec![0usize], vec![1], vec![3, 5, 7], vec![1_000_003]]
@@ -50,7 +39,7 @@ fn host_device_round_trip_is_exact() {
 #[test]
 #[ignore]
 fn cuda_tensors_give_typed_errors_where_host_values_are_needed() {
-    if !gpu_present() {
+    if !gpu_ok() {
         return;
     }
     let d = Tensor::ones([4, 4]).to_device(Device::Cuda).unwrap();

@@ -19,8 +19,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 FEATURES=(--no-default-features --features cuda)
-# Test binaries in the order they run, with their budget in seconds (470 in all).
-TESTS=(cuda_tensor:30 cuda_backend:110 cuda_pipeline:120 cuda_tf32:60 cuda_bf16:60 cuda_vs_cpu:90)
+# Test binaries in the order they run, with their budget in seconds (500 in all).
+TESTS=(cuda_tensor:30 cuda_backend:70 cuda_backend_nn:70 cuda_pipeline:120 cuda_tf32:60 cuda_bf16:60 cuda_vs_cpu:90)
 
 # The executable of the one target `name` from cargo's JSON messages on stdin.
 executable_of() {

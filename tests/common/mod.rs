@@ -14,6 +14,11 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
+#[cfg(feature = "cuda")]
+pub mod gpu;
+pub mod parity;
+pub mod summary;
+
 pub type R<T> = Result<T, String>;
 
 /// Relative + absolute tolerance: an element passes when |got − want| ≤ atol + rtol·|want|.

@@ -3,10 +3,10 @@
 //! [sum, L2 norm, max |x|, x[i_0], …, x[i_{n−1}]] with n = min(64, len) and
 //! i_k = (k·1000003 + 12345) mod len; and the fingerprint of an initial weight:
 //! [sum, sum of squares, x[i_0], …, x[i_{n−1}]] with n = min(8, len).
-//! Also `Report`: the per-group log of a model test (needs the crate's `common` module).
+//! Also `Report`: the per-group log of a model test.
 #![allow(dead_code)]
 
-use crate::common::{check_close, Case, Tol};
+use super::{check_close, Case, Tol};
 use engine::Tensor;
 use std::collections::BTreeMap;
 
@@ -62,6 +62,12 @@ fn stats(got: &Tensor) -> Result<(f64, f64, f64, Vec<f32>), String> {
     Ok((s, q.sqrt(), m, v))
 }
 
+/// The values of a stored summary, in f64.
+fn values_f64(t: &Tensor) -> Result<Vec<f64>, String> {
+    let v = t.to_vec().map_err(|e| e.to_string())?;
+    Ok(v.into_iter().map(f64::from).collect())
+}
+
 /// One scalar within `allowed`; NaN never passes.
 fn scalar(name: &str, what: &str, got: f64, want: f64, allowed: f64) -> Result<f64, String> {
     let err = (got - want).abs();
@@ -105,12 +111,7 @@ pub fn check_summary_scaled(
     tol: SumTol,
     scale: f64,
 ) -> Result<Closeness, String> {
-    let w: Vec<f64> = want
-        .to_vec()
-        .map_err(|e| e.to_string())?
-        .into_iter()
-        .map(f64::from)
-        .collect();
+    let w = values_f64(want)?;
     let (s, norm, max, vals) = stats(got)?;
     let idx = sample_indices(vals.len(), SUMMARY_N);
     if w.len() != 3 + idx.len() {
@@ -202,12 +203,7 @@ pub fn check_update(
     let i = init.to_vec().map_err(|e| e.to_string())?;
     let delta: Vec<f32> = a.iter().zip(&i).map(|(x, y)| x - y).collect();
     let delta = Tensor::from_vec(delta, after.dims().to_vec()).map_err(|e| e.to_string())?;
-    let w: Vec<f64> = want
-        .to_vec()
-        .map_err(|e| e.to_string())?
-        .into_iter()
-        .map(f64::from)
-        .collect();
+    let w = values_f64(want)?;
     let (s, norm, _, vals) = stats(&delta)?;
     let idx = sample_indices(vals.len(), SUMMARY_N);
     if w.len() != 3 + idx.len() {
