@@ -15,16 +15,15 @@
 //! inputs are a closed-form formula (`wave`, mirrored in Python) rather than stored.
 
 mod common;
-#[path = "common/summary.rs"]
-mod summary;
 
-use common::{Case, Fixture, Tol};
+use common::parity::{self, load_fixture, param, t, tiny, wave, Entry};
+use common::summary::{self, Report, SumTol};
+use common::{Case, Tol};
 use engine::autograd::no_grad;
 use engine::model::{FaceDiscriminator, FaceGenerator, GeneratorSide, ModelConfig};
 use engine::model::{TemporalGenerator, GEN_SCOPE};
-use engine::nn::{save_tensors, Metadata, ParamStore};
+use engine::nn::{Metadata, ParamStore};
 use engine::{Tensor, Var};
-use summary::{check_fingerprint, Report, SumTol};
 
 const G_SEED: u64 = 1;
 const G1_SEED: u64 = 2;
@@ -54,26 +53,6 @@ const INPUT_GRAD: Tol = Tol {
     atol: 1e-5,
 };
 
-fn cfg() -> ModelConfig {
-    ModelConfig::preset("tiny").expect("tiny preset")
-}
-
-/// The deterministic input formula shared with Python: element i of a tensor of `dims` is
-/// offset + amp · sin(freq · i + phase), computed in f64 and rounded to f32.
-fn wave(dims: &[usize], freq: f64, phase: f64, offset: f64, amp: f64) -> Tensor {
-    let n: usize = dims.iter().product();
-    let v = (0..n)
-        .map(|i| (offset + amp * (freq * i as f64 + phase).sin()) as f32)
-        .collect();
-    Tensor::from_vec(v, dims.to_vec()).expect("wave")
-}
-
-/// Value given to element i (flat, over the whole [O, C, k, k] weight) of a widened input
-/// channel of G1; the same formula is in tools/make_stage_fixtures.py.
-fn perturbation(i: usize) -> f32 {
-    (0.02 * (0.37 * i as f64 + 1.0).sin()) as f32
-}
-
 struct Nets {
     stage1: ParamStore,
     g1_store: ParamStore,
@@ -84,34 +63,16 @@ struct Nets {
     d2: FaceDiscriminator,
 }
 
-/// Whether `name` is a conv seeing the conditioning (and so widened in G1).
-fn is_cond_conv(name: &str) -> bool {
-    name.ends_with(".fc.weight") || name.ends_with(".mlp_shared.weight")
-}
-
+/// The networks, G1 from stage 1 with its widened (previous-frame) input channels set to
+/// `parity::perturbation` (the same formula in tools/fixture_io.py).
 fn build() -> Nets {
-    let cfg = cfg();
+    let cfg = tiny();
     let stage1 = ParamStore::new(G_SEED);
     GeneratorSide::new(&stage1.root(), &cfg).expect("stage-1 G");
     let g1_store = ParamStore::new(G1_SEED);
     let g1 = TemporalGenerator::new(&g1_store.root(), &cfg).expect("G1");
     let widened = g1.init_from_stage1(&g1_store, &stage1).expect("init G1");
-    let (base, full) = (cfg.generator_cond_channels(), cfg.temporal_cond_channels());
-    for (name, p) in g1_store.params() {
-        let d = p.dims().to_vec();
-        if !is_cond_conv(&name) || d.len() != 4 || d[1] != full {
-            continue;
-        }
-        let mut v = p.value().to_vec().expect("weight");
-        let kk = d[2] * d[3];
-        for (i, x) in v.iter_mut().enumerate() {
-            if (i / kk) % d[1] >= base {
-                *x = perturbation(i);
-            }
-        }
-        let t = Tensor::from_vec(v, d).expect("perturbed");
-        g1_store.set(&name, t).expect("set");
-    }
+    parity::perturb_previous_frame_channels(&g1_store, &cfg);
     let face_store = ParamStore::new(FACE_SEED);
     let g2 = FaceGenerator::new(&face_store.root(), &cfg).expect("G2");
     let d2 = FaceDiscriminator::new(&face_store.root(), &cfg).expect("D2");
@@ -128,7 +89,7 @@ fn build() -> Nets {
 
 /// What the reference loads: the stage-1 `gen.*` (G1 is rebuilt from it in Python) and the face
 /// networks, with their spectral-norm buffers.
-fn exported(n: &Nets) -> Vec<(String, Tensor, String)> {
+fn exported(n: &Nets) -> Vec<Entry> {
     let gen = format!("{GEN_SCOPE}.");
     n.stage1
         .entries()
@@ -144,63 +105,23 @@ fn exported(n: &Nets) -> Vec<(String, Tensor, String)> {
 #[test]
 #[ignore = "run by tools/make_stage_fixtures.py with ENGINE_EXPORT_DIR set"]
 fn export() {
-    let dir = std::env::var("ENGINE_EXPORT_DIR").expect("set ENGINE_EXPORT_DIR");
     let n = build();
-    let entries = exported(&n);
     let mut meta = Metadata::new();
-    meta.insert("config".into(), cfg().to_json().expect("config json"));
-    let kinds: Vec<String> = entries.iter().map(|(k, _, t)| format!("{k}:{t}")).collect();
-    meta.insert("kinds".into(), kinds.join(","));
     meta.insert("widened".into(), n.widened.to_string());
-    let tensors: Vec<(String, Tensor)> = entries.into_iter().map(|(k, v, _)| (k, v)).collect();
-    let path = std::path::Path::new(&dir).join("model_tiny_stages_init.safetensors");
-    save_tensors(&path, &tensors, &meta).expect("write export");
-    println!("wrote {}", path.display());
-}
-
-fn load_fixture() -> Fixture {
-    Fixture::load(FIXTURE).unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn t(c: &Case, key: &str) -> Tensor {
-    c.t(key).unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn param(c: &Case, key: &str) -> usize {
-    c.usize(key).unwrap_or_else(|e| panic!("{e}"))
+    let file = "model_tiny_stages_init.safetensors";
+    parity::export_init(file, &tiny(), meta, exported(&n));
 }
 
 #[test]
 fn fixture_is_consumed_whole() {
-    common::assert_cases_exactly(&load_fixture(), FIXTURE, &CASES);
+    common::assert_cases_exactly(&load_fixture(FIXTURE), FIXTURE, &CASES);
 }
 
 /// Fails, naming every changed tensor, when the engine's init no longer gives the exported
 /// weights the fixture was made from (fingerprints `init.<name>` in case `g1`).
 fn check_init(c: &Case, n: &Nets) {
-    let entries = exported(n);
-    let mut bad: Vec<String> = entries
-        .iter()
-        .filter_map(|(name, v, _)| {
-            let r = c
-                .t(&format!("init.{name}"))
-                .and_then(|fp| check_fingerprint(name, v, &fp));
-            r.err()
-        })
-        .collect();
     let stored = c.usize("exported").unwrap_or(0);
-    if stored != entries.len() {
-        bad.push(format!(
-            "{stored} exported tensors in the fixture, the engine has {}",
-            entries.len()
-        ));
-    }
-    assert!(
-        bad.is_empty(),
-        "the engine's init differs from the fixture's: regenerate with \
-         tools/make_stage_fixtures.py\n{}",
-        bad.join("\n")
-    );
+    parity::check_init(c, &exported(n), stored, "tools/make_stage_fixtures.py");
 }
 
 /// Fixed G1 inputs (formula, see `wave`): warped exemplar, label in [0, 1], previous frame, and
@@ -232,13 +153,13 @@ fn grads_of(rep: &mut Report, c: &Case, store: &ParamStore, prefix: &str) {
 /// every parameter gradient of sum(out_train · g).
 #[test]
 fn temporal_generator_matches_reference() {
-    let fx = load_fixture();
+    let fx = load_fixture(FIXTURE);
     let c = fx.case("g1").unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(param(&c, "g_seed") as u64, G_SEED);
     assert_eq!(param(&c, "face_seed") as u64, FACE_SEED);
     assert_eq!(param(&c, "summary_n"), summary::SUMMARY_N);
     assert_eq!(param(&c, "fingerprint_n"), summary::FINGERPRINT_N);
-    let cfg = cfg();
+    let cfg = tiny();
     assert_eq!(param(&c, "window"), cfg.temporal_window);
     assert_eq!(param(&c, "batch"), BATCH);
     let n = build();
@@ -250,13 +171,16 @@ fn temporal_generator_matches_reference() {
     );
     let [warped, label, prev, g] = g1_inputs(&cfg).map(Var::constant);
     let mut rep = Report::default();
-    let eval = no_grad(|| n.g1.forward(&warped, &label, &[prev.clone()], false));
+    let eval = no_grad(|| {
+        n.g1.forward(&warped, &label, std::slice::from_ref(&prev), false)
+    });
     match eval {
         Ok(out) => rep.full("forward", &c, "out_eval", &out.value(), FORWARD),
         Err(e) => rep.errs.push(format!("eval forward: {e}")),
     }
     let run = |rep: &mut Report| -> engine::Result<()> {
-        let out = n.g1.forward(&warped, &label, &[prev.clone()], true)?;
+        let out =
+            n.g1.forward(&warped, &label, std::slice::from_ref(&prev), true)?;
         rep.full("forward", &c, "out_train", &out.value(), FORWARD);
         out.backward_with(&g.value())?;
         Ok(())
@@ -271,7 +195,7 @@ fn temporal_generator_matches_reference() {
 /// G2 on fixed crops: refined crop, gradients of both inputs and of every parameter.
 #[test]
 fn face_generator_matches_reference() {
-    let fx = load_fixture();
+    let fx = load_fixture(FIXTURE);
     let c = fx.case("g2").unwrap_or_else(|e| panic!("{e}"));
     let n = build();
     let label = Var::leaf(t(&c, "label_crop"), true);
@@ -300,7 +224,7 @@ fn face_generator_matches_reference() {
 /// per SN conv), and every parameter gradient of sum(logits_train · g).
 #[test]
 fn face_discriminator_matches_reference() {
-    let fx = load_fixture();
+    let fx = load_fixture(FIXTURE);
     let c = fx.case("d2").unwrap_or_else(|e| panic!("{e}"));
     let n = build();
     let x = Var::constant(t(&c, "x"));
@@ -325,7 +249,7 @@ fn face_discriminator_matches_reference() {
 /// The fixture's inputs are consumed and the engine refuses G1 inputs of the wrong shape.
 #[test]
 fn bad_inputs_are_errors() {
-    let cfg = cfg();
+    let cfg = tiny();
     let n = build();
     let [warped, label, prev, _] = g1_inputs(&cfg).map(Var::constant);
     // Two previous frames for l = 2, and label/warped swapped.

@@ -15,23 +15,21 @@
 //! The inputs are a closed-form formula (`wave`, mirrored in Python) rather than stored.
 
 mod common;
-#[path = "common/summary.rs"]
-mod summary;
 
-use common::{check_close, Case, Fixture, Tol};
-use engine::autograd::no_grad;
+use common::parity::{
+    self, case, check_losses, entries, load_fixture, param, run_iterations, tiny, wave, Trained,
+    FACE_TERMS, TEMPORAL_TERMS,
+};
+use common::summary::{self, Report, SumTol};
+use common::{Case, Tol};
 use engine::model::face::crop_faces;
 use engine::model::temporal::temporal_window_input;
 use engine::model::vgg19::{Vgg19, Vgg19Spec};
 use engine::model::{GeneratorSide, ModelConfig};
-use engine::nn::{save_tensors, Metadata, ParamStore};
+use engine::nn::{Metadata, ParamStore};
 use engine::pose::CropBox;
 use engine::train_step::{FaceBatch, FaceTrainer, LossTerms, TemporalBatch, TemporalTrainer};
 use engine::{Tensor, Var};
-use std::collections::BTreeMap;
-use summary::{
-    check_fingerprint, check_summary_scaled, check_update, Closeness, Report, StepTol, SumTol,
-};
 
 /// Seeds and sizes of the run; the fixture records them and the tests check they agree.
 const G_SEED: u64 = 1;
@@ -47,24 +45,6 @@ const BOXES: [(u32, u32); BATCH] = [(48, 0), (9, 30)];
 const FIXTURE: &str = "model_tiny_train_stages";
 const CASES: [&str; 2] = ["temporal", "face"];
 
-const TEMPORAL_TERMS: [&str; 7] = [
-    "gan_ts",
-    "reconstruction",
-    "vgg",
-    "perceptual_mse",
-    "g_total",
-    "gan_ts_d",
-    "d_total",
-];
-const FACE_TERMS: [&str; 6] = [
-    "gan_face",
-    "face_vgg",
-    "face_l1",
-    "g_total",
-    "gan_face_d",
-    "d_total",
-];
-
 // ---- tolerances (observed maxima are printed by each test and quoted in the comments) ----------
 
 /// Discriminator logits and the refined crop (full tensors). Observed: D1 logits 0.010 of the
@@ -79,17 +59,6 @@ const FORWARD: Tol = Tol {
 const FORWARD_SUM: SumTol = SumTol {
     rtol: 1e-3,
     frac: 2e-4,
-};
-/// Loss terms of the first iteration, and of iterations 2-3 (after the f32 and f64 trajectories
-/// start to drift); the absolute part covers the near-zero GAN terms. Observed: ≤ 0.021 of the
-/// tolerance (rel err ≤ 7.4e-5, perceptual_mse at iteration 3).
-const LOSS_1: Tol = Tol {
-    rtol: 1e-4,
-    atol: 1e-5,
-};
-const LOSS_LATER: Tol = Tol {
-    rtol: 3e-3,
-    atol: 1e-4,
 };
 /// Gradients of the first G and D steps (summaries scaled by each tensor's own max |x|), as in
 /// tests/model_parity.rs. Observed: G2 0.034 of the tolerance, D1 0.013, D2 0.009.
@@ -107,51 +76,17 @@ const GRAD_G1: SumTol = SumTol {
     rtol: 1e-3,
     frac: 1e-3,
 };
-/// Spectral-norm u/v after iteration 1, and after 3 (they follow the drifting weights).
-/// Observed: 0.029 and 0.107 of the tolerance.
-const SN_VECTORS_1: SumTol = SumTol {
-    rtol: 1e-4,
-    frac: 1e-5,
-};
-const SN_VECTORS_3: SumTol = SumTol {
-    rtol: 1e-2,
-    frac: 1e-2,
-};
 
-/// Parameter updates after the first iteration and after all 3, in units of each side's lr: the
-/// rule of tests/model_parity.rs. Adam divides each gradient element by its own running
-/// magnitude, so an element whose gradient is near 0 (or near eps) turns a tiny gradient error
-/// into a visible update error, and over 3 steps the f32 and f64 trajectories drift apart
-/// (PyTorch's own float32 run drifts from float64 as far there): after 1 step every sampled
-/// element is held to 0.25 lr; after 3 the checks are statistical (a few outliers within 4 lr).
-/// Observed: worst sampled element 0.067 lr after 1 step (share 0.27), 0.048 lr after 3; PyTorch's
-/// float32 run: 0.92 lr and 2.8 lr (D1's last bias, a zero gradient in exact arithmetic).
-fn step_tol(lr: f32, it: usize) -> StepTol {
-    let lr = f64::from(lr);
-    if it == 1 {
-        StepTol {
-            lr,
-            atol_lr: 0.25,
-            outliers: 0,
-            hard_lr: 0.25,
-            norm_rtol: 1e-3,
-        }
-    } else {
-        StepTol {
-            lr,
-            atol_lr: 0.5,
-            outliers: 4,
-            hard_lr: 4.0,
-            norm_rtol: 5e-2,
-        }
-    }
-}
+// Loss terms of iteration 1 and of iterations 2-3: `parity::LOSS`, as in tests/model_parity.rs.
+// Observed: ≤ 0.021 of the tolerance (rel err ≤ 7.4e-5, perceptual_mse at iteration 3).
+// Spectral-norm u/v after iterations 1 and 3: `parity::SN_VECTORS`. Observed: 0.029 and 0.107 of
+// the tolerance.
+// Parameter updates after the first iteration and after all 3: `parity::step_tol`, the rule of
+// tests/model_parity.rs. Observed: worst sampled element 0.067 lr after 1 step (share 0.27),
+// 0.048 lr after 3; PyTorch's float32 run: 0.92 lr and 2.8 lr (D1's last bias, a zero gradient
+// in exact arithmetic).
 
 // ---- setup shared with the generator -----------------------------------------------------------
-
-fn cfg() -> ModelConfig {
-    ModelConfig::preset("tiny").expect("tiny preset")
-}
 
 fn vgg() -> Vgg19 {
     Vgg19::new(Vgg19Spec::scaled(VGG_DIV), VGG_SEED).expect("vgg19")
@@ -164,49 +99,19 @@ fn stage1_store(cfg: &ModelConfig) -> ParamStore {
     store
 }
 
-/// Element i (flat, over the whole 4-d input) of `offset + amp · sin(freq · i + phase)`, in f64
-/// rounded to f32; the same formula is in tools/make_stage_fixtures.py.
-fn wave(dims: &[usize], freq: f64, phase: f64, offset: f64, amp: f64) -> Tensor {
-    let n: usize = dims.iter().product();
-    let v = (0..n)
-        .map(|i| (offset + amp * (freq * i as f64 + phase).sin()) as f32)
-        .collect();
-    Tensor::from_vec(v, dims.to_vec()).expect("wave")
-}
-
-/// Value of element i (flat) of a previous-frame input channel of G1's conditioning convs.
-fn perturbation(i: usize) -> f32 {
-    (0.02 * (0.37 * i as f64 + 1.0).sin()) as f32
-}
-
 /// The stage-2 trainer, with G1's previous-frame input channels (zero after `init_from_stage1`)
-/// set to `perturbation` so that the generated previous frames really enter the first iteration.
+/// set to `parity::perturbation` so that the generated previous frames really enter the first
+/// iteration.
 fn temporal_trainer() -> TemporalTrainer {
-    let cfg = cfg();
+    let cfg = tiny();
     let tr = TemporalTrainer::new(&cfg, stage1_store(&cfg), TEMPORAL_SEED, vgg())
         .expect("temporal trainer");
-    let (base, full) = (cfg.generator_cond_channels(), cfg.temporal_cond_channels());
-    for (name, p) in tr.g_store.params() {
-        let d = p.dims().to_vec();
-        let cond = name.ends_with(".fc.weight") || name.ends_with(".mlp_shared.weight");
-        if !cond || d.len() != 4 || d[1] != full {
-            continue;
-        }
-        let kk = d[2] * d[3];
-        let mut v = p.value().to_vec().expect("weight");
-        for (i, x) in v.iter_mut().enumerate() {
-            if (i / kk) % full >= base {
-                *x = perturbation(i);
-            }
-        }
-        let t = Tensor::from_vec(v, d).expect("perturbed");
-        tr.g_store.set(&name, t).expect("set");
-    }
+    parity::perturb_previous_frame_channels(&tr.g_store, &cfg);
     tr
 }
 
 fn face_trainer() -> FaceTrainer {
-    let cfg = cfg();
+    let cfg = tiny();
     FaceTrainer::new(&cfg, stage1_store(&cfg), FACE_SEED, vgg()).expect("face trainer")
 }
 
@@ -242,15 +147,6 @@ fn face_batch(cfg: &ModelConfig) -> FaceBatch {
     }
 }
 
-/// Every tensor of the stores, by name, with its kind.
-fn entries(stores: &[&ParamStore]) -> Vec<(String, Tensor, String)> {
-    stores
-        .iter()
-        .flat_map(|s| s.entries())
-        .map(|e| (e.name, e.var.value(), format!("{:?}", e.kind)))
-        .collect()
-}
-
 /// Writes both trainers' initial tensors and the config to
 /// `$ENGINE_EXPORT_DIR/model_tiny_train_stages_init.safetensors` for
 /// tools/make_train_stage_fixtures.py (the frozen store and VGG19 once: both trainers build
@@ -258,12 +154,10 @@ fn entries(stores: &[&ParamStore]) -> Vec<(String, Tensor, String)> {
 #[test]
 #[ignore = "run by tools/make_train_stage_fixtures.py with ENGINE_EXPORT_DIR set"]
 fn export() {
-    let dir = std::env::var("ENGINE_EXPORT_DIR").expect("set ENGINE_EXPORT_DIR");
     let (tt, ft) = (temporal_trainer(), face_trainer());
     let mut all = entries(&[&tt.frozen, tt.vgg.store(), &tt.g_store, &tt.d_store]);
     all.extend(entries(&[&ft.g_store, &ft.d_store]));
     let mut meta = Metadata::new();
-    meta.insert("config".into(), cfg().to_json().expect("config json"));
     for (k, v) in [
         ("g_seed", G_SEED),
         ("temporal_seed", TEMPORAL_SEED),
@@ -273,31 +167,15 @@ fn export() {
     ] {
         meta.insert(k.into(), v.to_string());
     }
-    let kinds: Vec<String> = all.iter().map(|(n, _, k)| format!("{n}:{k}")).collect();
-    meta.insert("kinds".into(), kinds.join(","));
-    let tensors: Vec<(String, Tensor)> = all.into_iter().map(|(n, v, _)| (n, v)).collect();
-    let path = std::path::Path::new(&dir).join("model_tiny_train_stages_init.safetensors");
-    save_tensors(&path, &tensors, &meta).expect("write export");
-    println!("wrote {}", path.display());
+    let file = "model_tiny_train_stages_init.safetensors";
+    parity::export_init(file, &tiny(), meta, all);
 }
 
-// ---- fixture access and shared checks ------------------------------------------------------------
-
-fn load_fixture() -> Fixture {
-    Fixture::load(FIXTURE).unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn case<'a>(fx: &'a Fixture, name: &str) -> Case<'a> {
-    fx.case(name).unwrap_or_else(|e| panic!("{e}"))
-}
-
-fn param(c: &Case, key: &str) -> usize {
-    c.usize(key).unwrap_or_else(|e| panic!("{e}"))
-}
+// ---- fixture checks ------------------------------------------------------------------------------
 
 #[test]
 fn fixture_is_consumed_whole() {
-    common::assert_cases_exactly(&load_fixture(), FIXTURE, &CASES);
+    common::assert_cases_exactly(&load_fixture(FIXTURE), FIXTURE, &CASES);
 }
 
 /// The run parameters every case records.
@@ -312,185 +190,23 @@ fn check_params(c: &Case, trainer_seed: u64) {
 }
 
 /// Fails, naming every changed tensor, when the engine's init no longer gives the tensors the
-/// fixture was made from (fingerprints `init.<name>`).
-fn check_init(c: &Case, entries: &[(String, Tensor, String)]) {
-    let mut bad: Vec<String> = entries
-        .iter()
-        .filter_map(|(name, v, _)| {
-            c.t(&format!("init.{name}"))
-                .and_then(|fp| check_fingerprint(name, v, &fp))
-                .err()
-        })
-        .collect();
-    let stored = param(c, "exported");
-    if stored != entries.len() {
-        bad.push(format!(
-            "{stored} initial tensors in the fixture, the engine has {}",
-            entries.len()
-        ));
-    }
-    assert!(
-        bad.is_empty(),
-        "the engine's init differs from the fixture's: regenerate with \
-         tools/make_train_stage_fixtures.py\n{}",
-        bad.join("\n")
-    );
+/// fixture was made from.
+fn check_init(c: &Case, stores: &[&ParamStore]) {
+    let gen = "tools/make_train_stage_fixtures.py";
+    parity::check_init(c, &entries(stores), param(c, "exported"), gen);
 }
 
-fn buffers_of(stores: &[&ParamStore]) -> Vec<(String, Var)> {
-    stores.iter().flat_map(|s| s.buffers()).collect()
-}
-
-/// Runs `forward` (which may advance the spectral-norm buffers of `stores`), then puts the
-/// buffers back so that the step that follows starts from the same state.
-fn with_buffers_restored(
-    stores: &[&ParamStore],
-    rep: &mut Report,
-    forward: impl FnOnce(&mut Report) -> engine::Result<()>,
-) {
-    let saved: Vec<Tensor> = buffers_of(stores).iter().map(|(_, v)| v.value()).collect();
-    if let Err(e) = no_grad(|| forward(rep)) {
-        rep.errs.push(format!("forward: {e}"));
-    }
-    for ((name, var), value) in buffers_of(stores).iter().zip(saved) {
-        var.set_value(value)
-            .unwrap_or_else(|e| panic!("restoring {name}: {e}"));
-    }
-}
-
-/// Whether the reference gradient of `name` (in `group`: grad_g or grad_d) is 0 up to float64
-/// rounding next to its conv's weight gradient: a bias whose effect cancels exactly (followed by
-/// an instance norm, or the last D bias under hinge while every logit lies inside the margin:
-/// the real and fake patch means then cancel).
-fn zero_gradient(c: &Case, group: &str, name: &str) -> bool {
-    let Some(conv) = name.strip_suffix(".bias") else {
-        return false;
-    };
-    let max_of = |k: String| c.t(&k).ok().and_then(|t| t.to_vec().ok()).map(|v| v[2]);
-    match (
-        max_of(format!("{group}.{name}")),
-        max_of(format!("{group}.{conv}.weight")),
-    ) {
-        (Some(b), Some(w)) => b <= 1e-9 * w,
-        _ => false,
-    }
-}
-
-/// One trained side: fixture group (grad_g / grad_d), parameters, lr, gradient tolerance.
-type Side = (&'static str, Vec<(String, Var)>, f32, SumTol);
-
-/// Handles to a trainer's trained tensors (a clone of a `Var` shares its value and gradient), so
-/// they can be read between steps while the trainer is borrowed mutably.
-struct Trained {
-    /// The G side, then the D side.
-    sides: [Side; 2],
-    buffers: Vec<(String, Var)>,
-    /// Every parameter before the first step.
-    init: BTreeMap<String, Tensor>,
-}
-
-impl Trained {
-    fn new(cfg: &ModelConfig, g: &ParamStore, d: &ParamStore, g_grad: SumTol) -> Self {
-        let o = &cfg.optim;
-        let init = [g, d]
-            .iter()
-            .flat_map(|s| s.params())
-            .map(|(n, v)| (n, v.value()))
-            .collect();
-        Trained {
-            sides: [
-                ("grad_g", g.params(), o.g_lr, g_grad),
-                ("grad_d", d.params(), o.d_lr, GRAD),
-            ],
-            buffers: buffers_of(&[g, d]),
-            init,
-        }
-    }
-}
-
-/// Gradients of the first G step and D step, read after the iteration: the D step starts from
-/// cleared gradients and its input is detached, so neither side's gradients mix. A gradient
-/// that is 0 in exact arithmetic is judged on the scale of its conv's weight gradient.
-fn check_grads(c: &Case, t: &Trained, rep: &mut Report) {
-    for (group, params, _, tol) in &t.sides {
-        for (name, p) in params {
-            let key = format!("{group}.{name}");
-            let Some(grad) = p.grad() else {
-                rep.errs.push(format!("{name}: no gradient after step 1"));
-                continue;
-            };
-            let sibling = name
-                .strip_suffix(".bias")
-                .map(|conv| format!("{group}.{conv}.weight"))
-                .filter(|_| zero_gradient(c, group, name));
-            let r = c.t(&key).and_then(|want| {
-                let scale = match &sibling {
-                    Some(k) => f64::from(c.t(k)?.to_vec().map_err(|e| e.to_string())?[2]),
-                    None => 0.0,
-                };
-                check_summary_scaled(&format!("{}.{key}", c.id()), &grad, &want, *tol, scale)
-            });
-            rep.record(group, &key, r);
-        }
-    }
-}
-
-/// After iteration `it` (1 or the last): the u/v buffers and every parameter's update.
-fn check_state(c: &Case, it: usize, t: &Trained, rep: &mut Report) {
-    let (sn, sn_tol, up) = if it == 1 {
-        ("sn_1", SN_VECTORS_1, "update_1")
-    } else {
-        ("sn_3", SN_VECTORS_3, "update_3")
-    };
-    for (name, b) in &t.buffers {
-        rep.summary(sn, c, &format!("sn{it}.{name}"), &b.value(), sn_tol);
-    }
-    for (group, params, lr, _) in &t.sides {
-        for (name, p) in params {
-            let key = format!("update{it}.{name}");
-            let mut tol = step_tol(*lr, it);
-            if zero_gradient(c, group, name) {
-                // Its f32 gradient is noise that Adam turns into updates of up to ~lr per
-                // step: only Adam's bound is checked.
-                tol.atol_lr = 1.5 * it as f64;
-                tol.hard_lr = tol.hard_lr.max(tol.atol_lr);
-                tol.norm_rtol = f64::INFINITY;
-            }
-            let r = c.t(&key).and_then(|want| {
-                let id = format!("{}.{key}", c.id());
-                check_update(&id, &p.value(), &t.init[name], &want, tol)
-            });
-            rep.record(up, &key, r);
-        }
-    }
-}
-
-/// The case's iterations through `step`: gradients after the first, the state after the first
-/// and the last, then every loss term of every iteration.
-fn run_iterations(
+/// The case's iterations through `step` (see `parity::run_iterations`), then every loss term of
+/// every iteration; the trainer must report exactly the terms `names`.
+fn check_iterations(
     c: &Case,
     t: &Trained,
     names: &[&str],
     rep: &mut Report,
-    mut step: impl FnMut() -> engine::Result<LossTerms>,
+    step: impl FnMut() -> engine::Result<LossTerms>,
 ) {
-    let iterations = param(c, "iterations");
-    let mut terms = Vec::with_capacity(iterations);
-    for it in 1..=iterations {
-        terms.push(step().unwrap_or_else(|e| panic!("{}: step {it}: {e}", c.id())));
-        if it == 1 {
-            check_grads(c, t, rep);
-        }
-        if it == 1 || it == iterations {
-            check_state(c, it, t, rep);
-        }
-    }
-    check_losses(c, names, &terms, rep);
-}
-
-/// Every term of `names` at every iteration against `loss.<term>`.
-fn check_losses(c: &Case, names: &[&str], per_iter: &[LossTerms], rep: &mut Report) {
-    for t in per_iter {
+    let per_iter = run_iterations(c, t, rep, step);
+    for t in &per_iter {
         let reported: Vec<&str> = t.terms.iter().map(|(n, _)| *n).collect();
         if reported != names {
             rep.errs.push(format!(
@@ -498,32 +214,7 @@ fn check_losses(c: &Case, names: &[&str], per_iter: &[LossTerms], rep: &mut Repo
             ));
         }
     }
-    for name in names {
-        let key = format!("loss.{name}");
-        let got: Vec<f32> = per_iter
-            .iter()
-            .map(|t| t.get(name).unwrap_or(f32::NAN))
-            .collect();
-        let r = c.t(&key).and_then(|want| {
-            let want = want.to_vec().map_err(|e| e.to_string())?;
-            if got.len() != want.len() {
-                return Err(format!("{key}: {} iterations vs {}", got.len(), want.len()));
-            }
-            let mut worst = Closeness::default();
-            for (i, (g, w)) in got.iter().zip(&want).enumerate() {
-                let tol = if i == 0 { LOSS_1 } else { LOSS_LATER };
-                let one = |v: f32| Tensor::from_vec(vec![v], [1]).map_err(|e| e.to_string());
-                let what = format!("{}.{key} (iteration {})", c.id(), i + 1);
-                let d = check_close(&what, &one(*g)?, &one(*w)?, tol)?;
-                worst = worst.max(Closeness {
-                    share: f64::from(d.share),
-                    err: f64::from(d.max_rel),
-                });
-            }
-            Ok(worst)
-        });
-        rep.record("loss", &key, r);
-    }
+    check_losses(c, names, &per_iter, rep);
 }
 
 // ---- stage 2 -------------------------------------------------------------------------------------
@@ -533,7 +224,7 @@ fn check_losses(c: &Case, names: &[&str], per_iter: &[LossTerms], rep: &mut Repo
 /// [fake; real] windows (D step).
 fn check_temporal_forward(c: &Case, tr: &TemporalTrainer, batch: &TemporalBatch, rep: &mut Report) {
     let l = tr.cfg.temporal_window;
-    with_buffers_restored(&[&tr.g_store, &tr.d_store], rep, |rep| {
+    parity::with_buffers_restored(&[&tr.g_store, &tr.d_store], rep, |rep| {
         let labels: Vec<&Tensor> = batch.labels.iter().collect();
         let label_all = Var::constant(Tensor::concat(&labels, 0)?);
         let ex = Var::constant(Tensor::concat(&[&batch.exemplar; FRAMES], 0)?);
@@ -582,22 +273,19 @@ fn check_temporal_forward(c: &Case, tr: &TemporalTrainer, batch: &TemporalBatch,
 /// Stage 2, 3 iterations of `TemporalTrainer::step` at batch 2, 3 frames, l = 2.
 #[test]
 fn temporal_iterations_match_reference() {
-    let fx = load_fixture();
+    let fx = load_fixture(FIXTURE);
     let c = case(&fx, "temporal");
     check_params(&c, TEMPORAL_SEED);
-    let cfg = cfg();
+    let cfg = tiny();
     assert_eq!(param(&c, "window"), cfg.temporal_window);
     assert_eq!(param(&c, "frames"), FRAMES);
     let mut tr = temporal_trainer();
-    check_init(
-        &c,
-        &entries(&[&tr.frozen, tr.vgg.store(), &tr.g_store, &tr.d_store]),
-    );
-    let trained = Trained::new(&cfg, &tr.g_store, &tr.d_store, GRAD_G1);
+    check_init(&c, &[&tr.frozen, tr.vgg.store(), &tr.g_store, &tr.d_store]);
+    let trained = Trained::new(&cfg, &tr.g_store, &tr.d_store, [GRAD_G1, GRAD]);
     let batch = temporal_batch(&cfg);
     let mut rep = Report::default();
     check_temporal_forward(&c, &tr, &batch, &mut rep);
-    run_iterations(&c, &trained, &TEMPORAL_TERMS, &mut rep, || {
+    check_iterations(&c, &trained, &TEMPORAL_TERMS, &mut rep, || {
         tr.step(&batch, 1.0)
     });
     rep.finish("temporal", &c);
@@ -608,7 +296,7 @@ fn temporal_iterations_match_reference() {
 /// The first iteration's forward: the frozen G's frame, the refined face crop (cut from the
 /// pasted frame), D2's logits in the G step and on [refined; real] in the D step.
 fn check_face_forward(c: &Case, tr: &FaceTrainer, batch: &FaceBatch, rep: &mut Report) {
-    with_buffers_restored(&[&tr.g_store, &tr.d_store], rep, |rep| {
+    parity::with_buffers_restored(&[&tr.g_store, &tr.d_store], rep, |rep| {
         let label = Var::constant(batch.label.clone());
         let ex = Var::constant(batch.exemplar.clone());
         let fake = tr.main.forward(&label, &ex, false)?.fake;
@@ -632,7 +320,7 @@ fn check_face_forward(c: &Case, tr: &FaceTrainer, batch: &FaceBatch, rep: &mut R
 /// Stage 3, 3 iterations of `FaceTrainer::step` at batch 2.
 #[test]
 fn face_iterations_match_reference() {
-    let fx = load_fixture();
+    let fx = load_fixture(FIXTURE);
     let c = case(&fx, "face");
     check_params(&c, FACE_SEED);
     let boxes: Vec<usize> = BOXES
@@ -640,16 +328,13 @@ fn face_iterations_match_reference() {
         .flat_map(|&(x, y)| [x as usize, y as usize])
         .collect();
     assert_eq!(c.usizes("boxes").unwrap_or_else(|e| panic!("{e}")), boxes);
-    let cfg = cfg();
+    let cfg = tiny();
     let mut tr = face_trainer();
-    check_init(
-        &c,
-        &entries(&[&tr.frozen, tr.vgg.store(), &tr.g_store, &tr.d_store]),
-    );
-    let trained = Trained::new(&cfg, &tr.g_store, &tr.d_store, GRAD);
+    check_init(&c, &[&tr.frozen, tr.vgg.store(), &tr.g_store, &tr.d_store]);
+    let trained = Trained::new(&cfg, &tr.g_store, &tr.d_store, [GRAD, GRAD]);
     let batch = face_batch(&cfg);
     let mut rep = Report::default();
     check_face_forward(&c, &tr, &batch, &mut rep);
-    run_iterations(&c, &trained, &FACE_TERMS, &mut rep, || tr.step(&batch, 1.0));
+    check_iterations(&c, &trained, &FACE_TERMS, &mut rep, || tr.step(&batch, 1.0));
     rep.finish("face", &c);
 }

@@ -8,6 +8,9 @@
 //! 30-iteration runs use lr × `LR_FACTOR` so that a fall is visible within a CPU time budget at the
 //! tiny init gain (the stage-1 test measured ~2% over 50 iterations at the base rate).
 
+mod common;
+
+use common::parity::{FACE_TERMS, TEMPORAL_TERMS};
 use engine::autograd::no_grad;
 use engine::backend::ResizeMode;
 use engine::model::config::GanLoss;
@@ -93,24 +96,6 @@ fn assert_terms(t: &LossTerms, names: &[&str]) {
     }
 }
 
-const STAGE2_TERMS: [&str; 7] = [
-    "gan_ts",
-    "reconstruction",
-    "vgg",
-    "perceptual_mse",
-    "g_total",
-    "gan_ts_d",
-    "d_total",
-];
-const STAGE3_TERMS: [&str; 6] = [
-    "gan_face",
-    "face_vgg",
-    "face_l1",
-    "g_total",
-    "gan_face_d",
-    "d_total",
-];
-
 fn temporal_batch(cfg: &ModelConfig, b: usize, n: usize, seed: u64) -> TemporalBatch {
     let s = cfg.image_size;
     let c = cfg.label_channels();
@@ -168,7 +153,7 @@ fn stage2_iteration_trains_g1_and_d1_only() {
     let batch = temporal_batch(&cfg, 2, 3, 10);
     for _ in 0..2 {
         let t = tr.step(&batch, 1.0).unwrap();
-        assert_terms(&t, &STAGE2_TERMS);
+        assert_terms(&t, &TEMPORAL_TERMS);
     }
     assert_all_have_gradients(&tr.g_store);
     assert_all_have_gradients(&tr.d_store);
@@ -196,7 +181,7 @@ fn stage3_iteration_trains_g2_and_d2_only() {
     let batch = face_batch(&cfg, 2, 20);
     for _ in 0..2 {
         let t = tr.step(&batch, 1.0).unwrap();
-        assert_terms(&t, &STAGE3_TERMS);
+        assert_terms(&t, &FACE_TERMS);
     }
     assert_all_have_gradients(&tr.g_store);
     assert_all_have_gradients(&tr.d_store);
@@ -231,7 +216,7 @@ fn stage2_reconstruction_falls_and_stage1_stays_frozen() {
     let mut rec = Vec::new();
     for it in 0..STAGE2_ITERS {
         let t = tr.step(&batch, LR_FACTOR).unwrap();
-        assert_terms(&t, &STAGE2_TERMS);
+        assert_terms(&t, &TEMPORAL_TERMS);
         if it == 0 || it == STAGE2_ITERS - 1 {
             eprintln!("stage 2 iteration {it}: {:?}", t.terms);
         }
@@ -260,7 +245,7 @@ fn stage3_face_losses_fall_and_main_generator_stays_frozen() {
     let (mut l1, mut vgg_l1) = (Vec::new(), Vec::new());
     for it in 0..30 {
         let t = tr.step(&batch, LR_FACTOR).unwrap();
-        assert_terms(&t, &STAGE3_TERMS);
+        assert_terms(&t, &FACE_TERMS);
         if it == 0 || it == 29 {
             eprintln!("stage 3 iteration {it}: {:?}", t.terms);
         }

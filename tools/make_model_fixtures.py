@@ -24,73 +24,25 @@ How to run (from anywhere; CPU only, about a minute with the build):
    `contextual` (the contextual loss on random features: value, gradients of both inputs).
 All reference values are computed in float64 from float32 inputs and stored as float32.
 """
-import argparse
-import json
 import os
-import subprocess
 import sys
-import tempfile
-import zlib
 
-import numpy as np
 import torch
 import torch.nn.functional as F
-from safetensors import safe_open
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import reference_model as ref  # noqa: E402
-from make_op_fixtures import save_file  # noqa: E402
+from fixture_io import (  # noqa: E402
+    Case, adam, arg_parser, export_init, f32, fingerprint, label_channels, load_tiny_export,
+    split, start, summary, write_fixture, FINGERPRINT_N, SUMMARY_N)
 
-SEED = 20240917
 GENERATOR = "tools/make_model_fixtures.py"
 BATCH = 2
 ITERATIONS = 3
 # Rows of the correlation softmax stored (of the 16² = 256 grid positions).
 ATTN_ROWS = [0, 1, 15, 16, 100, 137, 240, 255]
-SUMMARY_N = 64
-FINGERPRINT_N = 8
 DUMP_DIR = None
 DT = torch.float64  # --float32 switches the whole reference to float32 (a diagnostic)
-
-
-def f32(v):
-    return float(np.float32(v))
-
-
-def sample_indices(length, n):
-    return [(k * 1000003 + 12345) % length for k in range(min(n, length))]
-
-
-def summary(t):
-    """[sum, L2, max|x|, elements at the fixed indices] of a float64 tensor, as float32."""
-    flat = t.detach().reshape(-1).to(DT)
-    idx = sample_indices(flat.numel(), SUMMARY_N)
-    head = torch.stack([flat.sum(), flat.norm(), flat.abs().max()])
-    return torch.cat([head, flat[idx]]).float()
-
-
-def fingerprint(t32):
-    flat = t32.reshape(-1)
-    f64 = flat.to(DT)
-    idx = sample_indices(flat.numel(), FINGERPRINT_N)
-    return torch.cat([torch.stack([f64.sum(), (f64 * f64).sum()]).float(), flat[idx]])
-
-
-class Case:
-    def __init__(self, out, name, op, **params):
-        self.out, self.name = out, name
-        out["meta"][name] = json.dumps({"op": op, "params": params}, sort_keys=True)
-        self.g = torch.Generator().manual_seed(SEED + zlib.crc32(name.encode()))
-
-    def put(self, key, t):
-        full = f"{self.name}.{key}"
-        assert full not in self.out["tensors"], full
-        t = t.detach().float().contiguous()
-        assert torch.isfinite(t).all(), full
-        self.out["tensors"][full] = t
-
-    def randn(self, *shape, scale=1.0):
-        return torch.randn(shape, generator=self.g, dtype=torch.float32) * scale
 
 
 # ---- inputs -------------------------------------------------------------------------------------
@@ -137,32 +89,15 @@ def smooth_images(case, b, size):
 # ---- the stage-1 case ---------------------------------------------------------------------------
 
 
-def load_export(path):
-    with safe_open(path, "pt") as f:
-        meta = f.metadata()
-        kinds = dict(e.split(":") for e in meta["kinds"].split(","))
-        tensors = {k: f.get_tensor(k) for k in f.keys()}
-    assert set(kinds) == set(tensors), "export: kinds and tensors disagree"
-    return meta, kinds, tensors
-
-
-def adam(params, o, side):
-    lr, (b1, b2), eps = o[f"{side}_lr"], o[f"{side}_betas"], o[f"{side}_eps"]
-    return torch.optim.Adam(params, lr=f32(lr), betas=(f32(b1), f32(b2)), eps=f32(eps))
-
-
 def stage1_case(out, export_path):
-    meta, kinds, w32 = load_export(export_path)
-    cfg = json.loads(meta["config"])
-    assert cfg["name"] == "tiny"
+    meta, cfg, kinds, w32 = load_tiny_export(export_path)
     case = Case(out, "stage1", "stage1", batch=BATCH, iterations=ITERATIONS,
                 attn_rows=ATTN_ROWS, g_seed=int(meta["g_seed"]), vgg_seed=int(meta["vgg_seed"]),
                 vgg_div=int(meta["vgg_div"]), summary_n=SUMMARY_N, fingerprint_n=FINGERPRINT_N)
     for name, t in w32.items():
-        case.put(f"init.{name}", fingerprint(t))
+        case.put(f"init.{name}", fingerprint(t, DT))
     init = {n: t.to(DT) for n, t in w32.items()}
-    params = {n: t.to(DT).requires_grad_(True) for n, t in w32.items() if kinds[n] == "Param"}
-    buffers = {n: t.to(DT) for n, t in w32.items() if kinds[n] == "Buffer"}
+    params, buffers = split(kinds, w32, "", DT)
     net = ref.Net(params, buffers)
     g_names = [n for n in params if n.startswith(("corr.", "gen."))]
     d_names = [n for n in params if n.startswith("disc.")]
@@ -170,7 +105,7 @@ def stage1_case(out, export_path):
     g_opt = adam([params[n] for n in g_names], cfg["optim"], "g")
     d_opt = adam([params[n] for n in d_names], cfg["optim"], "d")
 
-    s, cl = cfg["image_size"], 21 if cfg["label"] == "paper" else 20
+    s, cl = cfg["image_size"], label_channels(cfg)
     label = render_labels(case, BATCH, cl, s)
     exemplar, gt = smooth_images(case, BATCH, s), smooth_images(case, BATCH, s)
     for k, v in (("label", label), ("exemplar", exemplar), ("gt", gt)):
@@ -185,14 +120,14 @@ def stage1_case(out, export_path):
         if it == 1:
             put_forward(case, inter)
             for n in g_names:
-                case.put(f"grad_g.{n}", summary(params[n].grad))
+                case.put(f"grad_g.{n}", summary(params[n].grad, DT))
         g_opt.step()
         d_opt.zero_grad(set_to_none=True)
         gan_d, d_total = ref.discriminator_loss(net, cfg, label, fake, gt)
         d_total.backward()
         if it == 1:
             for n in d_names:
-                case.put(f"grad_d.{n}", summary(params[n].grad))
+                case.put(f"grad_d.{n}", summary(params[n].grad, DT))
         d_opt.step()
         terms.update(g_total=g_total, gan_d=gan_d, d_total=d_total)
         for k, v in terms.items():
@@ -202,9 +137,9 @@ def stage1_case(out, export_path):
         if it in (1, ITERATIONS):
             for n, t in buffers.items():
                 if not n.startswith("vgg."):
-                    case.put(f"sn{it}.{n}", summary(net.buffers[n]))
+                    case.put(f"sn{it}.{n}", summary(net.buffers[n], DT))
             for n, p in params.items():
-                case.put(f"update{it}.{n}", summary(p.detach() - init[n]))
+                case.put(f"update{it}.{n}", summary(p.detach() - init[n], DT))
         print(f"iteration {it}: " + ", ".join(f"{k} {float(v.detach()):.6g}" for k, v in terms.items()))
     for k, v in losses.items():
         case.put(f"loss.{k}", torch.tensor(v, dtype=DT))
@@ -314,47 +249,22 @@ def contextual_case(out):
     c.put("dy", yd.grad)
 
 
-def export_init(root):
-    tmp = tempfile.mkdtemp(prefix="engine_export_")
-    env = dict(os.environ, ENGINE_EXPORT_DIR=tmp)
-    cmd = ["cargo", "test", "--test", "model_parity", "--", "--ignored", "export", "--exact"]
-    subprocess.run(cmd, cwd=root, env=env, check=True)
-    return os.path.join(tmp, "model_tiny_init.safetensors")
-
-
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--export", help="an init file already written by the export test")
-    ap.add_argument("--out", help="output folder (default tests/fixtures)")
-    ap.add_argument("--float32", action="store_true",
-                    help="diagnostic: run the reference in float32 (shows how far PyTorch's own "
-                    "float32 drifts from float64 over the 3 Adam iterations)")
+    ap = arg_parser(__doc__, " over the 3 Adam iterations)")
     ap.add_argument("--dump", help="diagnostic: also write the whole parameters, gradients and "
                     "u/v after each iteration to DUMP/ref_it<i>.safetensors")
     args = ap.parse_args()
     global DT, DUMP_DIR
-    if args.float32:
-        if not args.out:
-            ap.error("--float32 needs --out (it must not replace the float64 fixture)")
-        DT = torch.float32
+    root, out_dir, DT = start(ap, args)
     DUMP_DIR = args.dump
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    out_dir = args.out or os.path.join(root, "tests", "fixtures")
-    torch.use_deterministic_algorithms(True)
-    torch.set_num_threads(1)
-    export_path = args.export or export_init(root)
+    export_path = args.export or export_init(root, "model_parity", "model_tiny_init.safetensors")
     out = {"tensors": {}, "meta": {}}
     stage1_case(out, export_path)
     spectral_norm_case(out)
     pono_case(out)
     spade_case(out)
     contextual_case(out)
-    meta = dict(out["meta"])
-    meta.update(torch_version=torch.__version__, seed=str(SEED), generator=GENERATOR,
-                reference_dtype=str(DT).replace("torch.", ""))
-    path = os.path.join(out_dir, "model_tiny.safetensors")
-    save_file(out["tensors"], path, meta)
-    print(f"{path}: {len(out['tensors'])} tensors, {os.path.getsize(path) / 1024:.1f} KiB")
+    write_fixture(out, out_dir, "model_tiny.safetensors", GENERATOR, DT)
 
 
 if __name__ == "__main__":

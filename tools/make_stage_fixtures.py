@@ -18,60 +18,27 @@ How to run (CPU only, about a minute with the build):
    summaries. Summaries/fingerprints as in tools/make_model_fixtures.py.
 All reference values are computed in float64 from float32 inputs and stored as float32.
 """
-import argparse
-import json
-import math
 import os
-import subprocess
 import sys
-import tempfile
 
-import numpy as np
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import reference_model as ref  # noqa: E402
 import reference_stages as stages  # noqa: E402
-from make_model_fixtures import (  # noqa: E402
-    Case, fingerprint, load_export, smooth_images, summary, FINGERPRINT_N, SUMMARY_N, render_labels)
-from make_op_fixtures import save_file  # noqa: E402
+from fixture_io import (  # noqa: E402
+    Case, arg_parser, export_init, fingerprint, label_channels, load_tiny_export, perturbation,
+    split, start, summary, wave, write_fixture, FINGERPRINT_N, SUMMARY_N)
+from make_model_fixtures import render_labels, smooth_images  # noqa: E402
 
-from make_model_fixtures import SEED  # noqa: E402  (the Case generators are seeded from it)
 GENERATOR = "tools/make_stage_fixtures.py"
 G_SEED, FACE_SEED = 1, 3  # the seeds of tests/model_parity_stages.rs
 BATCH = 2
 DT = torch.float64
 
 
-def wave(shape, freq, phase, offset, amp):
-    """offset + amp · sin(freq · i + phase) over the flat index, in float64, rounded to float32."""
-    n = math.prod(shape)
-    i = np.arange(n, dtype=np.float64)
-    return torch.from_numpy((offset + amp * np.sin(freq * i + phase)).astype(np.float32)).reshape(shape)
-
-
-def perturbation(numel):
-    i = np.arange(numel, dtype=np.float64)
-    return torch.from_numpy((0.02 * np.sin(0.37 * i + 1.0)).astype(np.float32))
-
-
-def nets(export_path):
-    meta, kinds, w32 = load_export(export_path)
-    cfg = json.loads(meta["config"])
-    assert cfg["name"] == "tiny"
-    return meta, cfg, kinds, w32
-
-
-def split(kinds, tensors, prefix):
-    params = {n: t.to(DT).requires_grad_(True) for n, t in tensors.items()
-              if n.startswith(prefix) and kinds[n] == "Param"}
-    buffers = {n: t.to(DT) for n, t in tensors.items()
-               if n.startswith(prefix) and kinds[n] == "Buffer"}
-    return params, buffers
-
-
 def g1_case(out, meta, cfg, kinds, w32):
-    s, cl = cfg["image_size"], 21 if cfg["label"] == "paper" else 20
+    s, cl = cfg["image_size"], label_channels(cfg)
     l = cfg["temporal_window"]
     base, full = 3 + cl, 3 + cl + 3 * (l - 1)
     gen = {n: t for n, t in w32.items() if n.startswith("gen.")}
@@ -89,7 +56,7 @@ def g1_case(out, meta, cfg, kinds, w32):
              fingerprint_n=FINGERPRINT_N)
     for n, t in w32.items():
         c.put(f"init.{n}", fingerprint(t))
-    params, buffers = split(kinds, wide, "gen.")
+    params, buffers = split(kinds, wide, "gen.", DT)
     net = ref.Net(params, buffers)
     warped = wave((BATCH, 3, s, s), 0.013, 0.3, 0.0, 0.9).to(DT)
     label = wave((BATCH, cl, s, s), 0.0071, 1.1, 0.5, 0.5).to(DT)
@@ -106,13 +73,13 @@ def g1_case(out, meta, cfg, kinds, w32):
 
 def g2_case(out, cfg, kinds, w32):
     c = Case(out, "g2", "face_generator")
-    f, cl = cfg["face_crop"], 21 if cfg["label"] == "paper" else 20
+    f, cl = cfg["face_crop"], label_channels(cfg)
     label = render_labels(c, BATCH, cl, f)
     crop = smooth_images(c, BATCH, f)
     g = c.randn(BATCH, 3, f, f)
     for k, v in (("label_crop", label), ("crop", crop), ("g", g)):
         c.put(k, v)
-    params, buffers = split(kinds, w32, "face_gen.")
+    params, buffers = split(kinds, w32, "face_gen.", DT)
     net = ref.Net(params, buffers)
     ld, cd = label.to(DT).requires_grad_(True), crop.to(DT).requires_grad_(True)
     y = stages.face_generator(net, cfg, ld, cd, True)
@@ -126,10 +93,10 @@ def g2_case(out, cfg, kinds, w32):
 
 def d2_case(out, cfg, kinds, w32):
     c = Case(out, "d2", "face_discriminator")
-    f, cl = cfg["face_crop"], 21 if cfg["label"] == "paper" else 20
+    f, cl = cfg["face_crop"], label_channels(cfg)
     x = torch.cat([render_labels(c, BATCH, cl, f), smooth_images(c, BATCH, f)], 1)
     c.put("x", x)
-    params, buffers = split(kinds, w32, "face_disc.")
+    params, buffers = split(kinds, w32, "face_disc.", DT)
     net = ref.Net(params, buffers)
     xd = x.to(DT)
     with torch.no_grad():
@@ -143,35 +110,18 @@ def d2_case(out, cfg, kinds, w32):
         c.put(f"grad.{n}", summary(p.grad))
 
 
-def export_init(root):
-    tmp = tempfile.mkdtemp(prefix="engine_export_")
-    env = dict(os.environ, ENGINE_EXPORT_DIR=tmp)
-    cmd = ["cargo", "test", "--test", "model_parity_stages", "--", "--ignored", "export",
-           "--exact"]
-    subprocess.run(cmd, cwd=root, env=env, check=True)
-    return os.path.join(tmp, "model_tiny_stages_init.safetensors")
-
-
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--export", help="an init file already written by the export test")
-    ap.add_argument("--out", help="output folder (default tests/fixtures)")
+    ap = arg_parser(__doc__)
     args = ap.parse_args()
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    out_dir = args.out or os.path.join(root, "tests", "fixtures")
-    torch.use_deterministic_algorithms(True)
-    torch.set_num_threads(1)
-    meta, cfg, kinds, w32 = nets(args.export or export_init(root))
+    root, out_dir, _ = start(ap, args)
+    path = args.export or export_init(root, "model_parity_stages",
+                                      "model_tiny_stages_init.safetensors")
+    meta, cfg, kinds, w32 = load_tiny_export(path)
     out = {"tensors": {}, "meta": {}}
     g1_case(out, meta, cfg, kinds, w32)
     g2_case(out, cfg, kinds, w32)
     d2_case(out, cfg, kinds, w32)
-    md = dict(out["meta"])
-    md.update(torch_version=torch.__version__, seed=str(SEED), generator=GENERATOR,
-              reference_dtype=str(DT).replace("torch.", ""))
-    path = os.path.join(out_dir, "model_tiny_stages.safetensors")
-    save_file(out["tensors"], path, md)
-    print(f"{path}: {len(out['tensors'])} tensors, {os.path.getsize(path) / 1024:.1f} KiB")
+    write_fixture(out, out_dir, "model_tiny_stages.safetensors", GENERATOR, DT)
 
 
 if __name__ == "__main__":

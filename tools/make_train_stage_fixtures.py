@@ -29,22 +29,17 @@ How to run (CPU only, about a minute with the build):
 Summaries/fingerprints as in tools/make_model_fixtures.py. All reference values are computed in
 float64 from float32 inputs and stored as float32.
 """
-import argparse
-import json
 import os
-import subprocess
 import sys
-import tempfile
 
 import torch
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import reference_model as ref  # noqa: E402
 import reference_stages as stages  # noqa: E402
-from make_model_fixtures import (  # noqa: E402
-    Case, adam, fingerprint, load_export, summary, FINGERPRINT_N, SEED, SUMMARY_N)
-from make_op_fixtures import save_file  # noqa: E402
-from make_stage_fixtures import wave  # noqa: E402
+from fixture_io import (  # noqa: E402
+    Case, adam, arg_parser, export_init, fingerprint, label_channels, load_tiny_export, start,
+    summary, wave, write_fixture, FINGERPRINT_N, SUMMARY_N)
 
 GENERATOR = "tools/make_train_stage_fixtures.py"
 BATCH = 2
@@ -67,10 +62,6 @@ def face_inputs(cfg):
     return (wave((BATCH, cl, s, s), 0.0071, 0.6, 0.5, 0.5),
             wave((BATCH, 3, s, s), 0.013, 1.7, 0.0, 0.9),
             wave((BATCH, 3, s, s), 0.019, 0.9, 0.0, 0.85))
-
-
-def label_channels(cfg):
-    return 21 if cfg["label"] == "paper" else 20
 
 
 class State:
@@ -218,44 +209,19 @@ def face_case(out, meta, cfg, kinds, w32):
     run_case(case, cfg, st, trained, g_names, d_names, iterate)
 
 
-def export_init(root):
-    tmp = tempfile.mkdtemp(prefix="engine_export_")
-    env = dict(os.environ, ENGINE_EXPORT_DIR=tmp)
-    cmd = ["cargo", "test", "--test", "model_parity_train_stages", "--", "--ignored", "export",
-           "--exact"]
-    subprocess.run(cmd, cwd=root, env=env, check=True)
-    return os.path.join(tmp, "model_tiny_train_stages_init.safetensors")
-
-
 def main():
-    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--export", help="an init file already written by the export test")
-    ap.add_argument("--out", help="output folder (default tests/fixtures)")
-    ap.add_argument("--float32", action="store_true",
-                    help="diagnostic: run the reference in float32 (shows how far PyTorch's own "
-                    "float32 drifts from float64; needs --out)")
+    ap = arg_parser(__doc__, "; needs --out)")
     args = ap.parse_args()
     global DT
-    if args.float32:
-        if not args.out:
-            ap.error("--float32 needs --out (it must not replace the float64 fixture)")
-        DT = torch.float32
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    out_dir = args.out or os.path.join(root, "tests", "fixtures")
-    torch.use_deterministic_algorithms(True)
-    torch.set_num_threads(1)
-    meta, kinds, w32 = load_export(args.export or export_init(root))
-    cfg = json.loads(meta["config"])
-    assert cfg["name"] == "tiny" and cfg["temporal_window"] == 2
+    root, out_dir, DT = start(ap, args)
+    path = args.export or export_init(root, "model_parity_train_stages",
+                                      "model_tiny_train_stages_init.safetensors")
+    meta, cfg, kinds, w32 = load_tiny_export(path)
+    assert cfg["temporal_window"] == 2
     out = {"tensors": {}, "meta": {}}
     temporal_case(out, meta, cfg, kinds, w32)
     face_case(out, meta, cfg, kinds, w32)
-    md = dict(out["meta"])
-    md.update(torch_version=torch.__version__, seed=str(SEED), generator=GENERATOR,
-              reference_dtype=str(DT).replace("torch.", ""))
-    path = os.path.join(out_dir, "model_tiny_train_stages.safetensors")
-    save_file(out["tensors"], path, md)
-    print(f"{path}: {len(out['tensors'])} tensors, {os.path.getsize(path) / 1024:.1f} KiB")
+    write_fixture(out, out_dir, "model_tiny_train_stages.safetensors", GENERATOR, DT)
 
 
 if __name__ == "__main__":
