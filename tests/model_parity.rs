@@ -206,6 +206,9 @@ fn tiny_stage1_matches_reference() {
     };
     assert_eq!(batch.gt.dims()[0], param("batch"));
     let trained = Trained::new(&tr.cfg, &tr.g_store, &tr.d_store, [GRAD, GRAD]);
+    let dev = parity::test_device();
+    tr.to_device(dev).expect("trainer to the test device");
+    let batch = batch.to_device(dev).expect("batch to the test device");
     let mut rep = Report::default();
     check_forward(&c, &tr, &batch, &mut rep);
     let per_iter = run_iterations(&c, &trained, &mut rep, || tr.step(&batch, 1.0));

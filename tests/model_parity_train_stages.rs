@@ -282,7 +282,11 @@ fn temporal_iterations_match_reference() {
     let mut tr = temporal_trainer();
     check_init(&c, &[&tr.frozen, tr.vgg.store(), &tr.g_store, &tr.d_store]);
     let trained = Trained::new(&cfg, &tr.g_store, &tr.d_store, [GRAD_G1, GRAD]);
-    let batch = temporal_batch(&cfg);
+    let dev = parity::test_device();
+    tr.to_device(dev).expect("trainer to the test device");
+    let batch = temporal_batch(&cfg)
+        .to_device(dev)
+        .expect("batch to the test device");
     let mut rep = Report::default();
     check_temporal_forward(&c, &tr, &batch, &mut rep);
     check_iterations(&c, &trained, &TEMPORAL_TERMS, &mut rep, || {
@@ -332,7 +336,11 @@ fn face_iterations_match_reference() {
     let mut tr = face_trainer();
     check_init(&c, &[&tr.frozen, tr.vgg.store(), &tr.g_store, &tr.d_store]);
     let trained = Trained::new(&cfg, &tr.g_store, &tr.d_store, [GRAD, GRAD]);
-    let batch = face_batch(&cfg);
+    let dev = parity::test_device();
+    tr.to_device(dev).expect("trainer to the test device");
+    let batch = face_batch(&cfg)
+        .to_device(dev)
+        .expect("batch to the test device");
     let mut rep = Report::default();
     check_face_forward(&c, &tr, &batch, &mut rep);
     check_iterations(&c, &trained, &FACE_TERMS, &mut rep, || tr.step(&batch, 1.0));

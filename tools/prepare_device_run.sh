@@ -21,6 +21,9 @@ cd "$(dirname "$0")/.."
 FEATURES=(--no-default-features --features cuda)
 # Test binaries in the order they run, with their budget in seconds (500 in all).
 TESTS=(cuda_tensor:30 cuda_backend:70 cuda_backend_nn:70 cuda_pipeline:120 cuda_tf32:60 cuda_bf16:60 cuda_vs_cpu:90)
+# The PyTorch parity tests of the tiny model, run with ENGINE_TEST_DEVICE=cuda: the trainers on the
+# GPU against the same fixtures (tests/fixtures travels with the working tree), 60 s each.
+PARITY=(model_parity model_parity_train_stages)
 
 # The executable of the one target `name` from cargo's JSON messages on stdin.
 executable_of() {
@@ -44,6 +47,7 @@ print(exe)
 rm -rf device_run
 mkdir -p device_run
 : >device_run/TESTS
+: >device_run/PARITY
 for entry in "${TESTS[@]}"; do
     name=${entry%%:*}
     if [ ! -f "tests/$name.rs" ]; then
@@ -55,6 +59,12 @@ for entry in "${TESTS[@]}"; do
     # Debug info and symbols would take the binaries past the 64 MiB the device tool carries.
     objcopy --strip-all "$exe" "device_run/$name"
     echo "$entry" >>device_run/TESTS
+done
+for name in "${PARITY[@]}"; do
+    echo "building tests/$name.rs ..." >&2
+    exe=$(cargo test "${FEATURES[@]}" --test "$name" --no-run --message-format=json | executable_of "$name")
+    objcopy --strip-all "$exe" "device_run/$name"
+    echo "$name" >>device_run/PARITY
 done
 echo "building benches/cuda_kernels.rs ..." >&2
 bench_exe=$(cargo bench "${FEATURES[@]}" --bench cuda_kernels --no-run --message-format=json | executable_of cuda_kernels)
@@ -122,6 +132,11 @@ tests)
     while IFS=: read -r name budget; do
         run_binary "$name" "$budget"
     done <"$here/TESTS"
+    while read -r name; do
+        echo "--- $name (ENGINE_TEST_DEVICE=cuda)" >>"$out/tests.log"
+        ENGINE_TEST_DEVICE=cuda timeout 60 "$here/$name" --test-threads=1 --nocapture >>"$out/tests.log" 2>&1
+        echo "$name on cuda: exit $? (124 = timed out)"
+    done <"$here/PARITY"
     grep -E ' (PASS|FAIL)( \(.*)?$' "$out/tests.log" >"$out/cases.txt" || true
     echo "cases: $(grep -c ' PASS$' "$out/cases.txt") PASS, $(grep -cE ' FAIL( \(.*)?$' "$out/cases.txt") FAIL"
     grep -E ' FAIL( \(.*)?$' "$out/cases.txt" | head -40

@@ -57,10 +57,18 @@ pub const PERMISSIVE: Tol = Tol {
 /// Metadata keys that are not cases.
 pub const RESERVED_KEYS: [&str; 4] = ["torch_version", "seed", "generator", "reference_dtype"];
 
+/// `tests/fixtures` of the source tree this test was built from, or, where that is gone (a test
+/// binary carried to the GPU machine and run from the repository root there), of the current
+/// directory.
 pub fn fixtures_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    let built = PathBuf::from(env!("CARGO_MANIFEST_DIR"))
         .join("tests")
-        .join("fixtures")
+        .join("fixtures");
+    if built.is_dir() {
+        built
+    } else {
+        PathBuf::from("tests").join("fixtures")
+    }
 }
 
 /// One loaded fixture file.

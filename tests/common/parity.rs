@@ -14,7 +14,7 @@ use engine::autograd::no_grad;
 use engine::model::ModelConfig;
 use engine::nn::{save_tensors, Metadata, ParamStore};
 use engine::train_step::LossTerms;
-use engine::{Tensor, Var};
+use engine::{Device, Tensor, Var};
 use std::collections::BTreeMap;
 
 /// The `LossTerms` names of the stage-2 (`TemporalTrainer`) and stage-3 (`FaceTrainer`) steps.
@@ -385,5 +385,16 @@ pub fn check_losses(c: &Case, names: &[&str], per_iter: &[LossTerms], rep: &mut 
             Ok(worst)
         });
         rep.record("loss", &key, r);
+    }
+}
+
+/// Where the training parity tests run the trainers: the CPU, or the GPU with
+/// `ENGINE_TEST_DEVICE=cuda` (the same fixtures and tolerances: the issue's "same parity test on
+/// CUDA"). The init is checked on the CPU before the move.
+pub fn test_device() -> Device {
+    match std::env::var("ENGINE_TEST_DEVICE").as_deref() {
+        Err(_) | Ok("cpu") => Device::Cpu,
+        Ok("cuda") => Device::Cuda,
+        Ok(other) => panic!("ENGINE_TEST_DEVICE={other}: expected cpu or cuda"),
     }
 }
