@@ -55,6 +55,11 @@ pub fn run(args: &InfoArgs) -> Result<()> {
         Ok(d) => println!("--device {requested} resolves to: {d}"),
         Err(e) => println!("--device {requested}: {e}"),
     }
+    println!(
+        "train/transfer on cuda: not yet verified on a GPU, so refused unless {}=1",
+        super::train::UNVERIFIED_CUDA_ENV
+    );
+    println!("--precision: f32 (CPU and GPU), tf32 and bf16 (GPU tensor cores only)");
     if let Some(name) = &args.config {
         print_model(name, args.label.as_deref())?;
     }
