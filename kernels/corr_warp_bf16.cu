@@ -248,11 +248,17 @@ extern "C" __global__ void __launch_bounds__(CB_THREADS)
 
 // ---- backward ---------------------------------------------------------------------------------
 
+// dout is rounded to bf16 as packed for dP = dout·vᵀ: with the f32 dout, D would differ from
+// Σⱼ Pᵢⱼ·dPᵢⱼ by u·|dout·out| and every row of dS would carry that offset (dq̂, dk̂ ≠ 0 where the
+// exact gradient is 0, e.g. at M = 1).
 extern "C" __global__ void corr_warp_delta_bf16(const CorrBf16Args a, const float* __restrict__ out,
                                                 const float* __restrict__ dout, float* __restrict__ delta) {
     GRID_LOOP(r, a.b * a.n) {
         float s = 0.f;
-        for (i64 c = 0; c < a.v; ++c) s = fmaf(out[r * a.v + c], dout[r * a.v + c], s);
+        for (i64 c = 0; c < a.v; ++c) {
+            const float d = __uint_as_float(pack_bf16x2(dout[r * a.v + c], 0.f) << 16);
+            s = fmaf(out[r * a.v + c], d, s);
+        }
         delta[r] = s;
     }
 }

@@ -1,7 +1,10 @@
-//! Runs the CPU emulation of the CUDA igemm conv and matmul kernels (tools/kernel_emu/run.sh):
-//! the real kernels/conv.cu and kernels/matmul.cu compiled as C++, a block's 256 threads as
-//! fibers and mma.sync from the PTX fragment layout, checked against double-precision references
-//! on awkward shapes. It catches indexing, fragment-layout, barrier and bounds bugs without a GPU.
+//! Runs the CPU emulation of the CUDA igemm conv / matmul kernels and of the bf16 tensor-core
+//! corr_warp kernels (tools/kernel_emu/run.sh): the real kernels/conv.cu, matmul.cu and
+//! corr_warp_bf16.cu compiled as C++, a block's threads as fibers, and the warp collectives
+//! (mma.sync tf32 / bf16, ldmatrix, __shfl_xor_sync) and cvt.rn.bf16x2 emulated from the PTX ISA,
+//! checked against double-precision references on awkward shapes (the bf16 ones in the launch
+//! sequence of src/backend/cuda/launch/corr_warp/bf16.rs). It catches indexing, fragment-layout,
+//! barrier and bounds bugs without a GPU.
 //!
 //! Without a working C++ compiler ($CXX, else clang++, c++ or g++) the test prints why and passes,
 //! unless `ENGINE_REQUIRE_CXX=1`.
@@ -45,7 +48,7 @@ fn find_cxx() -> Result<String, String> {
 }
 
 #[test]
-fn igemm_kernels_pass_under_cpu_emulation() {
+fn igemm_and_bf16_corr_kernels_pass_under_cpu_emulation() {
     let cxx = match find_cxx() {
         Ok(c) => c,
         Err(why) => {

@@ -1,9 +1,10 @@
-// CPU emulation of the CUDA subset that kernels/conv.cu and kernels/matmul.cu use, so their real
-// source compiles as C++ and runs without a GPU (run.sh swaps the two inline-PTX helpers of
-// common.cuh for emu::tf32_round and emu::mma).
+// CPU emulation of the CUDA subset that kernels/conv.cu, matmul.cu and corr_warp_bf16.cu use, so
+// their real source compiles as C++ and runs without a GPU (run.sh swaps the inline-PTX helpers of
+// common.cuh and mma_bf16.cuh for the emu:: functions below).
 //
-// A block's 256 threads are fibers (ucontext) on one OS thread, switched only at __syncthreads
-// and mma.sync. Each thread therefore runs as far ahead as it can before it waits, and blocks
+// A block's threads (256 unless launch says otherwise) are fibers (ucontext) on one OS thread,
+// switched only at __syncthreads and the warp collectives (mma.sync, ldmatrix, __shfl_xor_sync).
+// Each thread therefore runs as far ahead as it can before it waits, and blocks
 // alternate forward and backward thread order: a missing barrier makes a thread read staged data
 // its neighbours have not written yet, or overwrite data they have not read, every time. Waits
 // that can never complete (divergent barriers) abort instead of hanging.
@@ -30,6 +31,7 @@ inline uint3 threadIdx, blockIdx, gridDim, blockDim;
 #define __global__
 #define __forceinline__ inline
 #define __launch_bounds__(...)
+#define __align__(n) __attribute__((aligned(n)))
 // One block runs at a time, so a function-local static is exactly one block's shared memory.
 // All of it lands in one section, which run_block fills with NaN: a read of shared memory that
 // this block never wrote then shows in the results instead of reusing an earlier block's data.
@@ -59,9 +61,14 @@ inline int __float_as_int(float f) {
     return i;
 }
 
+struct __attribute__((aligned(16))) uint4 {
+    unsigned x, y, z, w;
+};
+inline uint4 make_uint4(unsigned x, unsigned y, unsigned z, unsigned w) { return {x, y, z, w}; }
+
 namespace emu {
 
-constexpr int kThreads = 256;  // every emulated kernel takes a 256-thread 1-D block
+constexpr int kThreads = 256;  // the largest block: 1-D, a multiple of 32 threads
 constexpr int kWarps = kThreads / 32;
 constexpr size_t kStack = 256 << 10;
 
@@ -76,9 +83,15 @@ struct Barrier {
     unsigned gen;
 };
 
+// What the lanes of one warp publish at a collective. Two slots, alternated per collective: a
+// lane can be at most one collective ahead of its slowest lane.
 struct WarpMma {
-    // Two slots, alternated per call: a lane can be at most one mma ahead of its slowest lane.
-    float A[2][16][8], B[2][8][8], C[2][16][8];
+    float A[2][16][8], B[2][8][8], C[2][16][8];  // mma m16n8k8 tf32
+    float A16[2][16][16], B16[2][16][8], C16[2][16][8];  // mma m16n8k16 bf16
+    int op[2][32];  // which collective each lane is at (they must agree)
+    unsigned long long val[2][32];  // __shfl_xor_sync operands
+    const unsigned char* addr[2][32];  // ldmatrix row addresses
+    unsigned frag[2][32][4];  // ldmatrix results, gathered by the last lane to arrive
 };
 
 struct State {
@@ -86,7 +99,7 @@ struct State {
     ucontext_t fib[kThreads];
     bool done[kThreads];
     int parity[kThreads];
-    int cur, live, dir;
+    int cur, live, dir, nthreads;
     long stall;
     char* stacks;
     size_t page;
@@ -102,7 +115,7 @@ inline State g;
 inline void switch_next() {
     const int me = g.cur;
     int nx = me;
-    do nx = (nx + g.dir + kThreads) % kThreads;
+    do nx = (nx + g.dir + g.nthreads) % g.nthreads;
     while (g.done[nx] && nx != me);
     if (nx == me) return;
     g.cur = nx;
@@ -110,7 +123,8 @@ inline void switch_next() {
     if (swapcontext(&g.fib[me], &g.fib[nx]) != 0) fail("swapcontext failed");
 }
 
-inline void wait(Barrier& b) {
+// Returns true in the thread whose arrival completed the barrier (the others are still in it).
+inline bool wait(Barrier& b) {
     // A compiler barrier: staged data written by other fibers is re-read after the wait.
     std::atomic_signal_fence(std::memory_order_seq_cst);
     const unsigned gen = b.gen;
@@ -118,14 +132,16 @@ inline void wait(Barrier& b) {
     if (++b.arrived == b.count) {
         b.arrived = 0;
         ++b.gen;
-        return;
+        std::atomic_signal_fence(std::memory_order_seq_cst);
+        return true;
     }
     while (b.gen == gen) {
         // Every live thread polled twice with no arrival anywhere: nobody can release this.
-        if (++g.stall > 2L * kThreads) fail("deadlock: threads wait at barriers that cannot complete");
+        if (++g.stall > 2L * g.nthreads) fail("deadlock: threads wait at barriers that cannot complete");
         switch_next();
     }
     std::atomic_signal_fence(std::memory_order_seq_cst);
+    return false;
 }
 
 inline void fiber_main() {
@@ -154,9 +170,9 @@ inline void run_block() {
     const size_t each = kStack + g.page;
     if (__start_emu_shared && __stop_emu_shared)
         memset(__start_emu_shared, 0xff, (size_t)(__stop_emu_shared - __start_emu_shared));  // NaNs
-    g.block = {kThreads, 0, 0};
+    g.block = {g.nthreads, 0, 0};
     for (int w = 0; w < kWarps; ++w) g.warp[w] = {32, 0, 0};
-    for (int i = 0; i < kThreads; ++i) {
+    for (int i = 0; i < g.nthreads; ++i) {
         g.done[i] = false;
         g.parity[i] = 0;
         if (getcontext(&g.fib[i]) != 0) fail("getcontext failed");
@@ -165,10 +181,10 @@ inline void run_block() {
         g.fib[i].uc_link = &g.main_ctx;
         makecontext(&g.fib[i], fiber_main, 0);
     }
-    g.live = kThreads;
-    int nx = g.dir > 0 ? 0 : kThreads - 1;
+    g.live = g.nthreads;
+    int nx = g.dir > 0 ? 0 : g.nthreads - 1;
     while (g.live > 0) {
-        while (g.done[nx]) nx = (nx + g.dir + kThreads) % kThreads;
+        while (g.done[nx]) nx = (nx + g.dir + g.nthreads) % g.nthreads;
         g.cur = nx;
         threadIdx.x = (unsigned)nx;
         if (swapcontext(&g.main_ctx, &g.fib[nx]) != 0) fail("swapcontext failed");
@@ -176,12 +192,14 @@ inline void run_block() {
     if (g.block.arrived != 0) fail("block finished with threads waiting at __syncthreads");
 }
 
-// Runs `kernel` (a call of one __global__ function) over `grid`, one block at a time.
-inline void launch(uint3 grid, std::function<void()> kernel) {
+// Runs `kernel` (a call of one __global__ function) over `grid`, one block of `threads` at a time.
+inline void launch(uint3 grid, std::function<void()> kernel, int threads = kThreads) {
+    if (threads <= 0 || threads > kThreads || threads % 32 != 0) fail("launch: block size not a multiple of 32 up to 256");
     init_stacks();
     g.job = std::move(kernel);
+    g.nthreads = threads;
     gridDim = grid;
-    blockDim = {kThreads, 1, 1};
+    blockDim = {(unsigned)threads, 1, 1};
     threadIdx = {0, 0, 0};
     long linear = 0;
     for (unsigned z = 0; z < grid.z; ++z)
@@ -191,6 +209,31 @@ inline void launch(uint3 grid, std::function<void()> kernel) {
                 g.dir = linear % 2 == 0 ? 1 : -1;
                 run_block();
             }
+}
+
+// ---- warp collectives ---------------------------------------------------------------------------
+
+enum { kOpMmaTf32 = 1, kOpMmaBf16, kOpLdsm, kOpLdsmTrans, kOpShfl };
+
+// Claims this lane's slot for its next collective `op`; the lane then publishes its operands
+// there and calls collective_wait.
+inline int collective_begin(int op) {
+    const int tid = (int)threadIdx.x;
+    const int p = g.parity[tid];
+    g.parity[tid] ^= 1;
+    g.mma[tid >> 5].op[p][tid & 31] = op;
+    return p;
+}
+
+// Waits until all 32 lanes have published into slot p; they must all be at the same kind of
+// collective (.sync.aligned: a divergent one is undefined on the GPU). Returns true in the lane
+// that arrived last.
+inline bool collective_wait(int p, int op) {
+    const int warp = (int)threadIdx.x >> 5;
+    const bool last = wait(g.warp[warp]);
+    for (int l = 0; l < 32; ++l)
+        if (g.mma[warp].op[p][l] != op) fail("lanes of one warp at different warp collectives (divergent .sync.aligned)");
+    return last;
 }
 
 // cvt.rna.tf32.f32: nearest at 10 mantissa bits, ties away from zero (adding half an ulp to the
@@ -210,8 +253,7 @@ inline void mma(float (&d)[4], const unsigned (&a)[4], const unsigned (&b)[2]) {
     const int tid = (int)threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int gr = lane >> 2, t = lane & 3;
     WarpMma& w = g.mma[warp];
-    const int p = g.parity[tid];
-    g.parity[tid] ^= 1;
+    const int p = collective_begin(kOpMmaTf32);
     // The harness's inputs hold no NaN: one here was read from a guard zone past a buffer (or
     // from unwritten memory). Otherwise the hardware ignores the low 13 bits, so the kernels
     // must have rounded each operand.
@@ -232,7 +274,7 @@ inline void mma(float (&d)[4], const unsigned (&a)[4], const unsigned (&b)[2]) {
     const int rows[4] = {gr, gr, gr + 8, gr + 8}, cols[4] = {2 * t, 2 * t + 1, 2 * t, 2 * t + 1};
     for (int q = 0; q < 4; ++q) w.C[p][rows[q]][cols[q]] = d[q];
     if (lane == 0) ++g.mma_calls;
-    wait(g.warp[warp]);
+    collective_wait(p, kOpMmaTf32);
     for (int q = 0; q < 4; ++q) {
         double s = w.C[p][rows[q]][cols[q]];
         for (int k = 0; k < 8; ++k) s += (double)w.A[p][rows[q]][k] * (double)w.B[p][k][cols[q]];
@@ -240,12 +282,134 @@ inline void mma(float (&d)[4], const unsigned (&a)[4], const unsigned (&b)[2]) {
     }
 }
 
+// ---- bf16 (mma_bf16.cuh) -------------------------------------------------------------------------
+
+inline float bf16_to_float(unsigned short h) { return __uint_as_float((unsigned)h << 16); }
+
+// f32 -> bf16 bits, round to nearest even (overflow goes to infinity as it must).
+inline unsigned short bf16_rn(float v) {
+    const unsigned u = __float_as_uint(v);
+    return (unsigned short)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+
+// cvt.rn.bf16x2.f32 d, a, b: a converted into the upper half of d, b into the lower (PTX ISA,
+// cvt). The harness's inputs hold no NaN, so one here was read from a guard zone or unwritten
+// memory.
+inline unsigned cvt_rn_bf16x2(float a, float b) {
+    if (isnan(a) || isnan(b)) fail("cvt.rn.bf16x2.f32 of a NaN: an out-of-bounds or unwritten read");
+    return ((unsigned)bf16_rn(a) << 16) | bf16_rn(b);
+}
+
+// Whether every __shared__ variable lies in the emu_shared section: with clang; GCC (before 14)
+// leaves the statics of templates out, so an address outside it proves nothing there.
+#ifdef __clang__
+constexpr bool kSharedBounds = true;
+#else
+constexpr bool kSharedBounds = false;
+#endif
+
+inline bool in_shared(const char* c, size_t len) {
+    return !kSharedBounds || !__start_emu_shared || !__stop_emu_shared ||
+           (c >= __start_emu_shared && c + len <= __stop_emu_shared);
+}
+
+// An ldmatrix row address: 16-byte aligned, in this block's shared memory.
+inline void check_shared_row(const void* p) {
+    const char* c = (const char*)p;
+    if ((uintptr_t)c % 16 != 0) fail("ldmatrix row address not 16-byte aligned");
+    if (!in_shared(c, 16)) fail("ldmatrix row address outside shared memory");
+}
+
+// ldmatrix.sync.aligned.m8n8.x4[.trans].shared.b16 r, [p]: lanes 8i..8i+7 give the addresses of
+// rows 0..7 of 8 × 8 matrix i (16 bytes each). Register i of lane l receives, low half first,
+// row l/4, columns 2(l%4), 2(l%4)+1 of matrix i; with .trans the matrix is read transposed:
+// rows 2(l%4), 2(l%4)+1 of column l/4. The last lane to arrive reads shared memory for all 32
+// (the warp reads it at one moment, before any lane goes on).
+inline void ldmatrix_x4(unsigned (&r)[4], const void* p, bool trans) {
+    const int tid = (int)threadIdx.x, lane = tid & 31, op = trans ? kOpLdsmTrans : kOpLdsm;
+    check_shared_row(p);
+    WarpMma& w = g.mma[tid >> 5];
+    const int s = collective_begin(op);
+    w.addr[s][lane] = (const unsigned char*)p;
+    if (collective_wait(s, op)) {
+        for (int l = 0; l < 32; ++l)
+            for (int i = 0; i < 4; ++i) {
+                unsigned short h[2];
+                for (int e = 0; e < 2; ++e) {
+                    const int row = trans ? 2 * (l & 3) + e : l >> 2, col = trans ? l >> 2 : 2 * (l & 3) + e;
+                    memcpy(&h[e], w.addr[s][8 * i + row] + 2 * col, 2);
+                }
+                w.frag[s][l][i] = (unsigned)h[0] | ((unsigned)h[1] << 16);
+            }
+    }
+    // Fibers switch only at waits, so the last lane gathered before any other lane resumed.
+    for (int i = 0; i < 4; ++i) r[i] = w.frag[s][lane][i];
+}
+
+// mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 d, a, b, d over one warp (PTX ISA, "Matrix
+// Fragments for mma.m16n8k16 with floating point type"), g = lane / 4, t = lane % 4, each .b32
+// register two bf16 with the lower index in the lower half:
+//   a0 = A[g][2t..2t+1], a1 = A[g+8][2t..2t+1], a2 = A[g][2t+8..2t+9], a3 = A[g+8][2t+8..2t+9];
+//   b0 = B[2t..2t+1][g], b1 = B[2t+8..2t+9][g]; d0, d1 = D[g][2t..2t+1], d2, d3 = D[g+8][2t..2t+1].
+// bf16 products are exact in f32; the sum is taken in double, at least as good as hardware.
+inline void mma_bf16(float (&d)[4], const unsigned (&a)[4], unsigned b0, unsigned b1) {
+    const int tid = (int)threadIdx.x, lane = tid & 31;
+    const int gr = lane >> 2, t = lane & 3;
+    WarpMma& w = g.mma[tid >> 5];
+    const unsigned regs[6] = {a[0], a[1], a[2], a[3], b0, b1};
+    for (unsigned v : regs)
+        for (unsigned short h : {(unsigned short)(v & 0xffff), (unsigned short)(v >> 16)})
+            if (isnan(bf16_to_float(h))) fail("mma bf16 operand is NaN: an out-of-bounds or unwritten read");
+    const int p = collective_begin(kOpMmaBf16);
+    for (int e = 0; e < 2; ++e) {
+        const int k = 2 * t + e, sh = 16 * e;
+        w.A16[p][gr][k] = bf16_to_float((unsigned short)(a[0] >> sh));
+        w.A16[p][gr + 8][k] = bf16_to_float((unsigned short)(a[1] >> sh));
+        w.A16[p][gr][k + 8] = bf16_to_float((unsigned short)(a[2] >> sh));
+        w.A16[p][gr + 8][k + 8] = bf16_to_float((unsigned short)(a[3] >> sh));
+        w.B16[p][k][gr] = bf16_to_float((unsigned short)(b0 >> sh));
+        w.B16[p][k + 8][gr] = bf16_to_float((unsigned short)(b1 >> sh));
+    }
+    const int rows[4] = {gr, gr, gr + 8, gr + 8}, cols[4] = {2 * t, 2 * t + 1, 2 * t, 2 * t + 1};
+    for (int q = 0; q < 4; ++q) w.C16[p][rows[q]][cols[q]] = d[q];
+    if (lane == 0) ++g.mma_calls;
+    collective_wait(p, kOpMmaBf16);
+    for (int q = 0; q < 4; ++q) {
+        double s = w.C16[p][rows[q]][cols[q]];
+        for (int k = 0; k < 16; ++k) s += (double)w.A16[p][rows[q]][k] * (double)w.B16[p][k][cols[q]];
+        d[q] = (float)s;
+    }
+}
+
+// __cvta_generic_to_shared: the offset inside this block's shared memory (which must hold p);
+// the address itself where the section's bounds prove nothing.
+inline size_t cvta_shared(const void* p) {
+    const char* c = (const char*)p;
+    if (!in_shared(c, 1)) fail("__cvta_generic_to_shared of a non-shared address");
+    if (!kSharedBounds || !__start_emu_shared) return (size_t)(uintptr_t)c;
+    return (size_t)(c - __start_emu_shared);
+}
+
 }  // namespace emu
 
 inline void __syncthreads() { emu::wait(emu::g.block); }
 
-// Declared for common.cuh's warp reductions, which the emulated kernels never call.
+inline size_t __cvta_generic_to_shared(const void* p) { return emu::cvta_shared(p); }
+
+// __shfl_xor_sync(mask, v, m): lane l gets v of lane l ^ m (width 32); a warp collective, so
+// every lane publishes before any reads.
 template <class T>
-T __shfl_xor_sync(unsigned, T, int) {
-    emu::fail("__shfl_xor_sync is not emulated");
+T __shfl_xor_sync(unsigned mask, T v, int lane_mask) {
+    static_assert(sizeof(T) <= 8, "shuffle of a value wider than 8 bytes");
+    if (mask != 0xffffffffu) emu::fail("__shfl_xor_sync with a partial mask is not emulated");
+    if (lane_mask < 0 || lane_mask > 31) emu::fail("__shfl_xor_sync lane mask outside 0..31");
+    const int tid = (int)threadIdx.x, lane = tid & 31;
+    emu::WarpMma& w = emu::g.mma[tid >> 5];
+    const int p = emu::collective_begin(emu::kOpShfl);
+    w.val[p][lane] = 0;
+    memcpy(&w.val[p][lane], &v, sizeof(T));
+    emu::collective_wait(p, emu::kOpShfl);
+    T r;
+    memcpy(&r, &w.val[p][lane ^ lane_mask], sizeof(T));
+    return r;
 }

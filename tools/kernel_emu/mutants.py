@@ -1,10 +1,10 @@
 """Checks that the kernel emulation (run.sh) has teeth: each mutant below is a small, realistic bug
 put into a copy of kernels/ (a swapped fragment register, a missing barrier, an off-by-one bound,
-...), and run.sh must fail on every one. Not part of `cargo test` (about 2 minutes); run it after
-changing emu.hpp or main.cpp. A mutant whose text no longer occurs in kernels/ is reported as
+...), and run.sh must fail on every one. Not part of `cargo test` (about 6 minutes); run it after
+changing emu.hpp, main.cpp or main_bf16.cpp. Each mutant runs only the driver of its file. A mutant whose text no longer occurs in kernels/ is reported as
 stale, to be updated with the kernels.
 
-Usage: python3 tools/kernel_emu/mutants.py
+Usage: python3 tools/kernel_emu/mutants.py [TEXT]  (TEXT: only the mutants whose name holds it)
 """
 
 import os
@@ -15,7 +15,8 @@ import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 KERNELS = os.path.join(HERE, "..", "..", "kernels")
-FILES = ["common.cuh", "conv.cu", "matmul.cu"]
+FILES = ["common.cuh", "conv.cu", "matmul.cu", "mma_bf16.cuh", "corr_warp_bf16.cu"]
+BF16_FILES = {"mma_bf16.cuh", "corr_warp_bf16.cu"}
 
 # name, file, text, replacement
 MUTANTS = [
@@ -68,6 +69,83 @@ MUTANTS = [
         "                    fill_rowtab<BK>(a, d, k0, d.hw, tab);\n                    __syncthreads();",
         "                    fill_rowtab<BK>(a, d, k0, d.hw, tab);",
     ),
+    # ---- bf16 corr_warp (main_bf16.cpp) ----
+    (
+        "bf16: cvt operands swapped (lo in the upper half)",
+        "mma_bf16.cuh",
+        ': "=r"(r) : "f"(hi), "f"(lo));',
+        ': "=r"(r) : "f"(lo), "f"(hi));',
+    ),
+    (
+        "bf16: ldsm_x4_trans issues ldmatrix without .trans",
+        "mma_bf16.cuh",
+        "ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16",
+        "ldmatrix.sync.aligned.m8n8.x4.shared.b16",
+    ),
+    (
+        "bf16: ldmatrix [n][k] column offset of the [k][n] layout",
+        "mma_bf16.cuh",
+        "ldsm_nk_col(int lane) { return ((lane >> 3) & 1) << 3; }",
+        "ldsm_nk_col(int lane) { return (lane >> 4) << 3; }",
+    ),
+    (
+        "bf16: gemm B tile loaded without .trans",
+        "corr_warp_bf16.cu",
+        "ldsm_x4_trans(bfr[nj], Bs",
+        "ldsm_x4(bfr[nj], Bs",
+    ),
+    (
+        "bf16 forward: P fragment registers a1 / a2 swapped",
+        "corr_warp_bf16.cu",
+        "const unsigned pa[4] = {pack_bf16x2(s[2 * kk][0], s[2 * kk][1]),\n"
+        "                                            pack_bf16x2(s[2 * kk][2], s[2 * kk][3]),\n"
+        "                                            pack_bf16x2(s[2 * kk + 1][0], s[2 * kk + 1][1]),",
+        "const unsigned pa[4] = {pack_bf16x2(s[2 * kk][0], s[2 * kk][1]),\n"
+        "                                            pack_bf16x2(s[2 * kk + 1][0], s[2 * kk + 1][1]),\n"
+        "                                            pack_bf16x2(s[2 * kk][2], s[2 * kk][3]),",
+    ),
+    (
+        "bf16 forward: no barrier after staging v",
+        "corr_warp_bf16.cu",
+        "stage_rows(Vs, VLD, vp + (b * a.mp + m0) * VP, VP, VP / 8);\n                __syncthreads();",
+        "stage_rows(Vs, VLD, vp + (b * a.mp + m0) * VP, VP, VP / 8);",
+    ),
+    (
+        "bf16 forward: key mask off by one (a padded key enters the softmax)",
+        "corr_warp_bf16.cu",
+        "const bool key = m0 + 8 * j + 2 * t + (e & 1) < a.m;",
+        "const bool key = m0 + 8 * j + 2 * t + (e & 1) <= a.m;",
+    ),
+    (
+        "bf16 forward: row max shuffled across the wrong lanes",
+        "corr_warp_bf16.cu",
+        "tmax[h] = fmaxf(tmax[h], __shfl_xor_sync(FULL_MASK, tmax[h], 2));",
+        "tmax[h] = fmaxf(tmax[h], __shfl_xor_sync(FULL_MASK, tmax[h], 4));",
+    ),
+    (
+        "bf16 backward: lse read without the slab offset",
+        "corr_warp_bf16.cu",
+        "lse2[h] = live[h] ? lse[b * a.n + a.r0 + rl] * LOG2E_F : 0.f;",
+        "lse2[h] = live[h] ? lse[b * a.n + rl] * LOG2E_F : 0.f;",
+    ),
+    (
+        "bf16 backward: D from the f32 dout (the bug the emulation found)",
+        "corr_warp_bf16.cu",
+        "const float d = __uint_as_float(pack_bf16x2(dout[r * a.v + c], 0.f) << 16);",
+        "const float d = dout[r * a.v + c];",
+    ),
+    (
+        "bf16 gemm: B tile column bound dropped (reads past the packed dout)",
+        "corr_warp_bf16.cu",
+        "if (k0 + br < p.k && j0 + bc < p.n)",
+        "if (k0 + br < p.k)",
+    ),
+    (
+        "bf16 backward: key mask off by one (P of a padded key)",
+        "corr_warp_bf16.cu",
+        "const bool key = m0 + 8 * j + 2 * t + e < a.m;",
+        "const bool key = m0 + 8 * j + 2 * t + e <= a.m;",
+    ),
 ]
 
 
@@ -81,7 +159,9 @@ def first_complaint(log):
 
 def main():
     survivors = stale = 0
-    for name, file, old, new in MUTANTS:
+    only = sys.argv[1] if len(sys.argv) > 1 else ""
+    chosen = [m for m in MUTANTS if only in m[0]]
+    for name, file, old, new in chosen:
         with tempfile.TemporaryDirectory() as d:
             for f in FILES:
                 shutil.copy(os.path.join(KERNELS, f), d)
@@ -92,7 +172,8 @@ def main():
                 stale += 1
                 continue
             open(path, "w").write(text.replace(old, new))
-            env = dict(os.environ, KERNELS_DIR=d)
+            driver = "main_bf16" if file in BF16_FILES else "main"
+            env = dict(os.environ, KERNELS_DIR=d, KERNEL_EMU_DRIVERS=driver)
             run = subprocess.run(
                 ["bash", os.path.join(HERE, "run.sh")], env=env, capture_output=True, text=True, timeout=600
             )
@@ -102,7 +183,7 @@ def main():
                 survivors += 1
             else:
                 print(f"caught   {name}: {first_complaint(log)}")
-    print(f"{len(MUTANTS)} mutants, {survivors} survived, {stale} stale")
+    print(f"{len(chosen)} mutants, {survivors} survived, {stale} stale")
     return 1 if survivors or stale else 0
 
 
