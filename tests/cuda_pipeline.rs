@@ -69,12 +69,34 @@ fn pass(ok: bool) -> &'static str {
     }
 }
 
-/// Parameters after `STEPS` Adam steps. Adam's first steps move every weight by about ±lr
-/// whatever the gradient's size, so a gradient near 0 whose sign differs between the devices
-/// (summation order) moves that weight 2·lr apart: every element must be within 2·lr per step,
-/// and at most 1% of a tensor's elements may differ by more than lr/10.
+/// Largest |x| of a gradient (0 when there is none).
+fn grad_max(store: &ParamStore, name: &str) -> f32 {
+    let g = store.get(name).ok().and_then(|v| v.grad());
+    let v = g.and_then(|g| g.to_vec().ok()).unwrap_or_default();
+    v.iter().fold(0.0, |m, x| m.max(x.abs()))
+}
+
+/// Whether `name`'s gradient is 0 in exact arithmetic, i.e. only rounding noise on both devices:
+/// a bias whose effect a following instance norm cancels, judged against its conv's weight
+/// gradient on the CPU.
+fn noise_gradient(store: &ParamStore, name: &str) -> bool {
+    let Some(conv) = name.strip_suffix(".bias") else {
+        return false;
+    };
+    let w = grad_max(store, &format!("{conv}.weight"));
+    // On the tiny config the noise biases sit below 3e-7 of their weight's gradient and the real
+    // ones above 4e-3 (one CPU step): 1e-4 splits them with room on both sides.
+    w > 0.0 && grad_max(store, name) <= 1e-4 * w
+}
+
+/// Parameters after `STEPS` Adam steps. Adam moves a weight by about lr per step whatever its
+/// gradient's size (with betas (0, 0.9), up to √(0.19/0.1) ≈ 1.38·lr in the second step), so a
+/// tiny gradient whose sign differs between the devices (summation order) puts that weight up
+/// to 2.4·lr apart per step: every element must be within that. Where the gradient is real, at
+/// most 1% of a tensor's elements may differ by more than lr/10; where it is only rounding noise
+/// (`noise_gradient`), signs are random on both devices and only the bound applies.
 fn check_store(what: &str, cpu: &ParamStore, gpu: &ParamStore, lr: f32, fails: &mut Vec<String>) {
-    let bound = 2.0 * lr * STEPS as f32 + 1e-5;
+    let bound = 2.4 * lr * STEPS as f32 + 1e-5;
     let mut worst = (0.0f32, String::new());
     for (a, b) in cpu.entries().iter().zip(gpu.entries()) {
         assert_eq!(a.name, b.name);
@@ -95,7 +117,8 @@ fn check_store(what: &str, cpu: &ParamStore, gpu: &ParamStore, lr: f32, fails: &
         if max > worst.0 {
             worst = (max, a.name.clone());
         }
-        if max > bound || far * 100 > x.len() {
+        let noise = noise_gradient(cpu, &a.name);
+        if max > bound || (!noise && far * 100 > x.len()) {
             fails.push(format!(
                 "{what} {}: max |Δ| {max:e} (bound {bound:e}), {far} of {} over lr/10",
                 a.name,
