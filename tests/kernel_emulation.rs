@@ -3,8 +3,10 @@
 //! corr_warp_bf16.cu compiled as C++, a block's threads as fibers, and the warp collectives
 //! (mma.sync tf32 / bf16, ldmatrix, __shfl_xor_sync) and cvt.rn.bf16x2 emulated from the PTX ISA,
 //! checked against double-precision references on awkward shapes (the bf16 ones in the launch
-//! sequence of src/backend/cuda/launch/corr_warp/bf16.rs). It catches indexing, fragment-layout,
-//! barrier and bounds bugs without a GPU.
+//! sequence of src/backend/cuda/launch/corr_warp/bf16.rs). A third driver (main_ops.cpp) runs
+//! kernels/{elementwise,layout,reduce,pool,resize,unfold,loss,adam}.cu with the grids, blocks and
+//! arguments of their launchers (2-D blocks for the tiled transpose). It catches indexing,
+//! fragment-layout, barrier and bounds bugs without a GPU; `KERNEL_EMU_DRIVERS` picks drivers.
 //!
 //! Without a working C++ compiler ($CXX, else clang++, c++ or g++) the test prints why and passes,
 //! unless `ENGINE_REQUIRE_CXX=1`.

@@ -1,9 +1,11 @@
-// CPU emulation of the CUDA subset that kernels/conv.cu, matmul.cu and corr_warp_bf16.cu use, so
-// their real source compiles as C++ and runs without a GPU (run.sh swaps the inline-PTX helpers of
+// CPU emulation of the CUDA subset that kernels/conv.cu, matmul.cu, corr_warp_bf16.cu and the
+// elementwise / layout / reduce / pool / resize / unfold / loss / adam kernels use, so their real
+// source compiles as C++ and runs without a GPU (run.sh swaps the inline-PTX helpers of
 // common.cuh and mma_bf16.cuh for the emu:: functions below).
 //
-// A block's threads (256 unless launch says otherwise) are fibers (ucontext) on one OS thread,
-// switched only at __syncthreads and the warp collectives (mma.sync, ldmatrix, __shfl_xor_sync).
+// A block's threads (256 unless launch says otherwise; 1-, 2- or 3-D, at most 256, numbered x
+// fastest as on the GPU) are fibers (ucontext) on one OS thread, switched only at __syncthreads
+// and the warp collectives (mma.sync, ldmatrix, __shfl_xor_sync).
 // Each thread therefore runs as far ahead as it can before it waits, and blocks
 // alternate forward and backward thread order: a missing barrier makes a thread read staged data
 // its neighbours have not written yet, or overwrite data they have not read, every time. Waits
@@ -61,6 +63,13 @@ inline int __float_as_int(float f) {
     return i;
 }
 
+// The explicitly rounded f32 intrinsics (resize.cu): one IEEE operation each, never contracted
+// into an FMA (a function call boundary keeps the compiler from fusing them).
+__attribute__((noinline)) inline float __fadd_rn(float a, float b) { return a + b; }
+__attribute__((noinline)) inline float __fsub_rn(float a, float b) { return a - b; }
+__attribute__((noinline)) inline float __fmul_rn(float a, float b) { return a * b; }
+__attribute__((noinline)) inline float __fdiv_rn(float a, float b) { return a / b; }
+
 struct __attribute__((aligned(16))) uint4 {
     unsigned x, y, z, w;
 };
@@ -72,9 +81,10 @@ constexpr int kThreads = 256;  // the largest block: 1-D, a multiple of 32 threa
 constexpr int kWarps = kThreads / 32;
 constexpr size_t kStack = 256 << 10;
 
+inline int g_cur_for_fail();
 [[noreturn]] inline void fail(const char* what) {
     fflush(stdout);
-    fprintf(stderr, "emu: %s (block %u,%u,%u thread %u)\n", what, blockIdx.x, blockIdx.y, blockIdx.z, threadIdx.x);
+    fprintf(stderr, "emu: %s (block %u,%u,%u thread %d)\n", what, blockIdx.x, blockIdx.y, blockIdx.z, g_cur_for_fail());
     _Exit(2);
 }
 
@@ -110,6 +120,13 @@ struct State {
     long mma_calls;
 };
 inline State g;
+inline int g_cur_for_fail() { return g.cur; }
+
+// Fiber nx is the thread of linear index nx (x fastest, as CUDA numbers a block's threads).
+inline void set_tid(int nx) {
+    const unsigned u = (unsigned)nx;
+    threadIdx = {u % blockDim.x, u / blockDim.x % blockDim.y, u / (blockDim.x * blockDim.y)};
+}
 
 // Hands the CPU to the next unfinished thread in this block's order.
 inline void switch_next() {
@@ -119,7 +136,7 @@ inline void switch_next() {
     while (g.done[nx] && nx != me);
     if (nx == me) return;
     g.cur = nx;
-    threadIdx.x = (unsigned)nx;
+    set_tid(nx);
     if (swapcontext(&g.fib[me], &g.fib[nx]) != 0) fail("swapcontext failed");
 }
 
@@ -186,20 +203,22 @@ inline void run_block() {
     while (g.live > 0) {
         while (g.done[nx]) nx = (nx + g.dir + g.nthreads) % g.nthreads;
         g.cur = nx;
-        threadIdx.x = (unsigned)nx;
+        set_tid(nx);
         if (swapcontext(&g.main_ctx, &g.fib[nx]) != 0) fail("swapcontext failed");
     }
     if (g.block.arrived != 0) fail("block finished with threads waiting at __syncthreads");
 }
 
-// Runs `kernel` (a call of one __global__ function) over `grid`, one block of `threads` at a time.
-inline void launch(uint3 grid, std::function<void()> kernel, int threads = kThreads) {
+// Runs `kernel` (a call of one __global__ function) over `grid`, one block of `block` threads
+// (x × y × z, a multiple of 32 up to 256 in all) at a time.
+inline void launch(uint3 grid, uint3 block, std::function<void()> kernel) {
+    const long threads = (long)block.x * block.y * block.z;
     if (threads <= 0 || threads > kThreads || threads % 32 != 0) fail("launch: block size not a multiple of 32 up to 256");
     init_stacks();
     g.job = std::move(kernel);
-    g.nthreads = threads;
+    g.nthreads = (int)threads;
     gridDim = grid;
-    blockDim = {(unsigned)threads, 1, 1};
+    blockDim = block;
     threadIdx = {0, 0, 0};
     long linear = 0;
     for (unsigned z = 0; z < grid.z; ++z)
@@ -211,6 +230,11 @@ inline void launch(uint3 grid, std::function<void()> kernel, int threads = kThre
             }
 }
 
+// A 1-D block of `threads`.
+inline void launch(uint3 grid, std::function<void()> kernel, int threads = kThreads) {
+    launch(grid, {(unsigned)threads, 1, 1}, std::move(kernel));
+}
+
 // ---- warp collectives ---------------------------------------------------------------------------
 
 enum { kOpMmaTf32 = 1, kOpMmaBf16, kOpLdsm, kOpLdsmTrans, kOpShfl };
@@ -218,7 +242,7 @@ enum { kOpMmaTf32 = 1, kOpMmaBf16, kOpLdsm, kOpLdsmTrans, kOpShfl };
 // Claims this lane's slot for its next collective `op`; the lane then publishes its operands
 // there and calls collective_wait.
 inline int collective_begin(int op) {
-    const int tid = (int)threadIdx.x;
+    const int tid = g.cur;
     const int p = g.parity[tid];
     g.parity[tid] ^= 1;
     g.mma[tid >> 5].op[p][tid & 31] = op;
@@ -229,7 +253,7 @@ inline int collective_begin(int op) {
 // collective (.sync.aligned: a divergent one is undefined on the GPU). Returns true in the lane
 // that arrived last.
 inline bool collective_wait(int p, int op) {
-    const int warp = (int)threadIdx.x >> 5;
+    const int warp = g.cur >> 5;
     const bool last = wait(g.warp[warp]);
     for (int l = 0; l < 32; ++l)
         if (g.mma[warp].op[p][l] != op) fail("lanes of one warp at different warp collectives (divergent .sync.aligned)");
@@ -250,7 +274,7 @@ inline float tf32_round(float v) {
 // The lanes publish their fragments, meet at a warp barrier, and each computes its own four
 // outputs in double (tf32 products are exact in f32; the sum is at least as good as hardware).
 inline void mma(float (&d)[4], const unsigned (&a)[4], const unsigned (&b)[2]) {
-    const int tid = (int)threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int tid = g.cur, lane = tid & 31, warp = tid >> 5;
     const int gr = lane >> 2, t = lane & 3;
     WarpMma& w = g.mma[warp];
     const int p = collective_begin(kOpMmaTf32);
@@ -326,7 +350,7 @@ inline void check_shared_row(const void* p) {
 // rows 2(l%4), 2(l%4)+1 of column l/4. The last lane to arrive reads shared memory for all 32
 // (the warp reads it at one moment, before any lane goes on).
 inline void ldmatrix_x4(unsigned (&r)[4], const void* p, bool trans) {
-    const int tid = (int)threadIdx.x, lane = tid & 31, op = trans ? kOpLdsmTrans : kOpLdsm;
+    const int tid = g.cur, lane = tid & 31, op = trans ? kOpLdsmTrans : kOpLdsm;
     check_shared_row(p);
     WarpMma& w = g.mma[tid >> 5];
     const int s = collective_begin(op);
@@ -353,7 +377,7 @@ inline void ldmatrix_x4(unsigned (&r)[4], const void* p, bool trans) {
 //   b0 = B[2t..2t+1][g], b1 = B[2t+8..2t+9][g]; d0, d1 = D[g][2t..2t+1], d2, d3 = D[g+8][2t..2t+1].
 // bf16 products are exact in f32; the sum is taken in double, at least as good as hardware.
 inline void mma_bf16(float (&d)[4], const unsigned (&a)[4], unsigned b0, unsigned b1) {
-    const int tid = (int)threadIdx.x, lane = tid & 31;
+    const int tid = g.cur, lane = tid & 31;
     const int gr = lane >> 2, t = lane & 3;
     WarpMma& w = g.mma[tid >> 5];
     const unsigned regs[6] = {a[0], a[1], a[2], a[3], b0, b1};
@@ -403,7 +427,7 @@ T __shfl_xor_sync(unsigned mask, T v, int lane_mask) {
     static_assert(sizeof(T) <= 8, "shuffle of a value wider than 8 bytes");
     if (mask != 0xffffffffu) emu::fail("__shfl_xor_sync with a partial mask is not emulated");
     if (lane_mask < 0 || lane_mask > 31) emu::fail("__shfl_xor_sync lane mask outside 0..31");
-    const int tid = (int)threadIdx.x, lane = tid & 31;
+    const int tid = emu::g.cur, lane = tid & 31;
     emu::WarpMma& w = emu::g.mma[tid >> 5];
     const int p = emu::collective_begin(emu::kOpShfl);
     w.val[p][lane] = 0;

@@ -1,7 +1,7 @@
 """Checks that the kernel emulation (run.sh) has teeth: each mutant below is a small, realistic bug
 put into a copy of kernels/ (a swapped fragment register, a missing barrier, an off-by-one bound,
-...), and run.sh must fail on every one. Not part of `cargo test` (about 6 minutes); run it after
-changing emu.hpp, main.cpp or main_bf16.cpp. Each mutant runs only the driver of its file. A mutant whose text no longer occurs in kernels/ is reported as
+...), and run.sh must fail on every one. Not part of `cargo test` (about 10 minutes); run it after
+changing emu.hpp or a driver (main.cpp, main_bf16.cpp, main_ops.cpp). Each mutant runs only the driver of its file. A mutant whose text no longer occurs in kernels/ is reported as
 stale, to be updated with the kernels.
 
 Usage: python3 tools/kernel_emu/mutants.py [TEXT]  (TEXT: only the mutants whose name holds it)
@@ -15,7 +15,8 @@ import tempfile
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 KERNELS = os.path.join(HERE, "..", "..", "kernels")
-FILES = ["common.cuh", "conv.cu", "matmul.cu", "mma_bf16.cuh", "corr_warp_bf16.cu"]
+OPS_FILES = {"elementwise.cu", "layout.cu", "reduce.cu", "pool.cu", "resize.cu", "unfold.cu", "loss.cu", "adam.cu"}
+FILES = ["common.cuh", "conv.cu", "matmul.cu", "mma_bf16.cuh", "corr_warp_bf16.cu"] + sorted(OPS_FILES)
 BF16_FILES = {"mma_bf16.cuh", "corr_warp_bf16.cu"}
 
 # name, file, text, replacement
@@ -146,6 +147,133 @@ MUTANTS = [
         "const bool key = m0 + 8 * j + 2 * t + e < a.m;",
         "const bool key = m0 + 8 * j + 2 * t + e <= a.m;",
     ),
+    # ---- elementwise / layout / reduce / spatial / train (main_ops.cpp) ----
+    (
+        "ops: reduce block max reads unwritten warp slots",
+        "reduce.cu",
+        "v = lane < nw ? sh[lane] : -f32_inf();",
+        "v = sh[lane];",
+    ),
+    (
+        "ops: reduce max backward (block) counts only its own thread's ties",
+        "reduce.cu",
+        "        hits = block_sum(hits, sh);\n",
+        "",
+    ),
+    (
+        "ops: reduce max backward: a NaN maximum is not attained",
+        "reduce.cu",
+        "return xv == yv || (f32_isnan(xv) && f32_isnan(yv));",
+        "return xv == yv;",
+    ),
+    (
+        "ops: reduce thread sum drops the last reduced element",
+        "reduce.cu",
+        "for (i64 r = 0; r < a.red_n; ++r) s += (double)xo[red_offset(a, r)];",
+        "for (i64 r = 0; r + 1 < a.red_n; ++r) s += (double)xo[red_offset(a, r)];",
+    ),
+    (
+        "ops: transpose: no barrier before the next tile overwrites the staged one",
+        "layout.cu",
+        "                __syncthreads();\n            }\n        }",
+        "            }\n        }",
+    ),
+    (
+        "ops: transpose write without the row bound (writes past y)",
+        "layout.cu",
+        "if (r < a.rows && c < a.cols) yb[c * a.rows + r]",
+        "if (c < a.cols) yb[c * a.rows + r]",
+    ),
+    (
+        "ops: concat row stride of the input",
+        "layout.cu",
+        "y[o * a.row + a.at + j] = x[i];",
+        "y[o * a.width + a.at + j] = x[i];",
+    ),
+    (
+        "ops: copy_strided ignores the outermost dim",
+        "layout.cu",
+        "        for (int d = a.rank - 1; d >= 0; --d) {\n            off += (rest % a.dims[d]) * a.strides[d];",
+        "        for (int d = a.rank - 1; d > 0; --d) {\n            off += (rest % a.dims[d]) * a.strides[d];",
+    ),
+    (
+        "ops: binary broadcast indexes b with a's strides",
+        "elementwise.cu",
+        "ob += idx * a.strides_b[d];",
+        "ob += idx * a.strides_a[d];",
+    ),
+    (
+        "ops: prelu alpha partials stored [splits, channels]",
+        "elementwise.cu",
+        "partial[c * gridDim.y + s] = (float)acc;",
+        "partial[c + s * gridDim.x] = (float)acc;",
+    ),
+    (
+        "ops: sigmoid backward without the y factor",
+        "elementwise.cu",
+        "return g * y * (1.f - y);",
+        "return g * (1.f - y);",
+    ),
+    (
+        "ops: pool backward misses the last covering window",
+        "pool.cu",
+        "hi = (i + pad) / s;",
+        "hi = (i + pad - 1) / s;",
+    ),
+    (
+        "ops: avg pool ignores count_include_pad",
+        "pool.cu",
+        "if (a.count_include_pad) return (float)(a.kh * a.kw);",
+        "if (0) return (float)(a.kh * a.kw);",
+    ),
+    (
+        "ops: max pool takes the last of tied maxima",
+        "pool.cu",
+        "if (v > best || f32_isnan(v)) {",
+        "if (v >= best || f32_isnan(v)) {",
+    ),
+    (
+        "ops: bilinear align_corners scale of the unaligned mode",
+        "resize.cu",
+        "__fdiv_rn((float)last, (float)(out - 1))",
+        "__fdiv_rn((float)size, (float)out)",
+    ),
+    (
+        "ops: resize backward range misses outputs whose i1 tap is i",
+        "resize.cu",
+        "if (tap(m, size, out, mode, align).i1 >= i) b = m;",
+        "if (tap(m, size, out, mode, align).i1 > i) b = m;",
+    ),
+    (
+        "ops: fold row bound off by one",
+        "unfold.cu",
+        "if (oy >= a.oh) continue;",
+        "if (oy > a.oh) continue;",
+    ),
+    (
+        "ops: unfold dilation of the other axis",
+        "unfold.cu",
+        "const int ix = ox * a.stride_w - a.pad_w + kj * a.dil_w;",
+        "const int ix = ox * a.stride_w - a.pad_w + kj * a.dil_h;",
+    ),
+    (
+        "ops: loss finish drops the last partial",
+        "loss.cu",
+        "for (i64 i = threadIdx.x; i < a.blocks; i += LOSS_THREADS) s += partial[i];",
+        "for (i64 i = threadIdx.x; i + 1 < a.blocks; i += LOSS_THREADS) s += partial[i];",
+    ),
+    (
+        "ops: adam v with beta1",
+        "adam.cu",
+        "(1.f - a.beta2) * g * g",
+        "(1.f - a.beta1) * g * g",
+    ),
+    (
+        "ops: adam without the bias-2 correction",
+        "adam.cu",
+        "sqrtf(vi) / a.bc2_sqrt + a.eps",
+        "sqrtf(vi) + a.eps",
+    ),
 ]
 
 
@@ -172,7 +300,7 @@ def main():
                 stale += 1
                 continue
             open(path, "w").write(text.replace(old, new))
-            driver = "main_bf16" if file in BF16_FILES else "main"
+            driver = "main_bf16" if file in BF16_FILES else "main_ops" if file in OPS_FILES else "main"
             env = dict(os.environ, KERNELS_DIR=d, KERNEL_EMU_DRIVERS=driver)
             run = subprocess.run(
                 ["bash", os.path.join(HERE, "run.sh")], env=env, capture_output=True, text=True, timeout=600

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds the CPU emulations (emu.hpp) of the igemm conv / matmul kernels (main.cpp) and of the
-# bf16 corr_warp kernels (main_bf16.cpp) from the real kernels/ sources and runs them; exit
+# Builds the CPU emulations (emu.hpp) of the igemm conv / matmul kernels (main.cpp), of the
+# bf16 corr_warp kernels (main_bf16.cpp) and of the elementwise / layout / reduce / pool / resize /
+# unfold / loss / adam kernels (main_ops.cpp) from the real kernels/ sources and runs them; exit
 # status non-zero on a build error or any failing check.
 #
 # The only change to the sources: in temporary copies of kernels/common.cuh and mma_bf16.cuh
@@ -96,6 +97,7 @@ awk '
 # The kernel files include "common.cuh" / "mma_bf16.cuh" from their own folder: copies make them
 # see the swaps.
 cp "$kernels/conv.cu" "$kernels/matmul.cu" "$kernels/corr_warp_bf16.cu" "$work/"
+for f in elementwise layout reduce pool resize unfold loss adam; do cp "$kernels/$f.cu" "$work/"; done
 if grep -nE '\basm\b *(volatile)? *\(' "$work/common.cuh" "$work/mma_bf16.cuh" "$work"/*.cu >&2; then
   echo "kernel_emu: inline PTX that emu.hpp does not emulate (above)" >&2
   exit 1
@@ -107,7 +109,7 @@ flags=(-std=c++17 -O2 -pthread -fno-strict-aliasing -Wno-unknown-pragmas)
 if [ "${KERNEL_EMU_ASAN:-0}" = 1 ]; then flags+=(-fsanitize=address -fno-omit-frame-pointer); fi
 echo "kernel_emu: $cxx ${flags[*]}"
 # KERNEL_EMU_DRIVERS: which drivers to build and run (mutants.py picks the one a mutant affects).
-drivers=${KERNEL_EMU_DRIVERS:-main main_bf16}
+drivers=${KERNEL_EMU_DRIVERS:-main main_bf16 main_ops}
 pids=()
 for d in $drivers; do
   [ -f "$here/$d.cpp" ] || { echo "kernel_emu: no driver $d.cpp" >&2; exit 3; }
