@@ -22,7 +22,7 @@ use crate::optim::Adam;
 use crate::pose::CropBox;
 use crate::tensor::Tensor;
 
-use super::{adam, check_nchw, frozen_stage1, split_logits, Acc, LossTerms};
+use super::{check_nchw, finish_d_step, frozen_stage1, optimisers, split_logits, Acc, LossTerms};
 
 const OP: &str = "face_train_step";
 
@@ -72,9 +72,7 @@ impl FaceTrainer {
         let d_store = ParamStore::new(seed ^ 0xface_d15c);
         let gen = FaceGenerator::new(&g_store.root(), cfg)?;
         let disc = FaceDiscriminator::new(&d_store.root(), cfg)?;
-        let o = &cfg.optim;
-        let g_opt = adam(&g_store, o.g_lr, o.g_betas, o.g_eps)?;
-        let d_opt = adam(&d_store, o.d_lr, o.d_betas, o.d_eps)?;
+        let (g_opt, d_opt) = optimisers(cfg, &g_store, &d_store)?;
         Ok(FaceTrainer {
             cfg: cfg.clone(),
             frozen: stage1,
@@ -175,12 +173,16 @@ impl FaceTrainer {
             0,
         )?;
         let split = split_logits(&[as_scale(self.disc.forward(&x, true)?)], b)?;
-        let d_loss = loss::discriminator_loss(w.gan_loss, &split.fake, &split.real)?;
-        let d_total = d_loss.mul_scalar(w.face_gan)?;
-        terms.push(("gan_face_d", d_loss.value().item()?));
-        terms.push(("d_total", d_total.value().item()?));
-        d_total.backward()?;
-        self.d_opt.step(lr_factor)?;
+        let logits = (&split.fake[..], &split.real[..]);
+        let (kind, weight) = (w.gan_loss, w.face_gan);
+        terms.extend(finish_d_step(
+            &mut self.d_opt,
+            kind,
+            logits,
+            weight,
+            "gan_face_d",
+            lr_factor,
+        )?);
         Ok(LossTerms { terms })
     }
 }

@@ -21,6 +21,9 @@ pub use temporal::{TemporalBatch, TemporalTrainer};
 
 use crate::autograd::Var;
 use crate::error::{Error, Result};
+use crate::loss;
+use crate::model::config::{GanLoss, LossConfig};
+use crate::model::vgg19::VggFeatures;
 use crate::model::{GeneratorSide, ModelConfig, ScaleOutput};
 use crate::nn::ParamStore;
 use crate::optim::{Adam, AdamConfig};
@@ -96,9 +99,67 @@ pub(crate) fn split_logits(outs: &[ScaleOutput], b: usize) -> Result<LogitSplit>
     Ok(split)
 }
 
-/// Adam over every parameter of `store`.
-pub(crate) fn adam(store: &ParamStore, lr: f32, betas: [f32; 2], eps: f32) -> Result<Adam> {
-    Adam::new(store, AdamConfig { lr, betas, eps })
+/// The G-side and D-side Adam optimisers over every parameter of each store, at the config's
+/// rates, betas and eps.
+pub(crate) fn optimisers(
+    cfg: &ModelConfig,
+    g: &ParamStore,
+    d: &ParamStore,
+) -> Result<(Adam, Adam)> {
+    let o = &cfg.optim;
+    let g_cfg = AdamConfig {
+        lr: o.g_lr,
+        betas: o.g_betas,
+        eps: o.g_eps,
+    };
+    let d_cfg = AdamConfig {
+        lr: o.d_lr,
+        betas: o.d_betas,
+        eps: o.d_eps,
+    };
+    Ok((Adam::new(g, g_cfg)?, Adam::new(d, d_cfg)?))
+}
+
+/// The tail every discriminator step shares: the adversarial loss on the fake and real logits,
+/// weighted by `weight`, recorded as (`name`, `d_total`), backpropagated and stepped.
+pub(crate) fn finish_d_step(
+    d_opt: &mut Adam,
+    kind: GanLoss,
+    (fake, real): (&[Var], &[Var]),
+    weight: f32,
+    name: &'static str,
+    lr_factor: f32,
+) -> Result<[(&'static str, f32); 2]> {
+    let d_loss = loss::discriminator_loss(kind, fake, real)?;
+    let d_total = d_loss.mul_scalar(weight)?;
+    let terms = [
+        (name, d_loss.value().item()?),
+        ("d_total", d_total.value().item()?),
+    ];
+    d_total.backward()?;
+    d_opt.step(lr_factor)?;
+    Ok(terms)
+}
+
+impl Acc {
+    /// The VGG19 L1 (layer-weighted) and perceptual-MSE terms on the same features.
+    pub(crate) fn add_vgg(
+        &mut self,
+        w: &LossConfig,
+        fake: &VggFeatures,
+        real: &VggFeatures,
+    ) -> Result<()> {
+        self.add(
+            "vgg",
+            w.vgg,
+            loss::vgg_l1(fake, real, &w.vgg_layer_weights)?,
+        )?;
+        self.add(
+            "perceptual_mse",
+            w.perceptual_mse,
+            loss::perceptual_mse(fake, real)?,
+        )
+    }
 }
 
 /// The stage-1 correspondence and generator over a store that already holds every `corr.*` and

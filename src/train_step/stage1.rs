@@ -12,10 +12,10 @@ use crate::model::config::ContextTarget;
 use crate::model::vgg19::{Vgg19, VggFeatures};
 use crate::model::{build_discriminator, GeneratorSide, ModelConfig, MultiscaleDiscriminator};
 use crate::nn::ParamStore;
-use crate::optim::{Adam, AdamConfig};
+use crate::optim::Adam;
 use crate::tensor::Tensor;
 
-use super::{Acc, LossTerms};
+use super::{finish_d_step, optimisers, Acc, LossTerms};
 
 /// One training sample batch: the target frame's pose label, an exemplar (another frame of the
 /// same video) and the ground-truth frame, all at `image_size`.
@@ -55,23 +55,7 @@ impl Stage1Trainer {
         let d_store = ParamStore::new(seed ^ 0x5eed_d15c);
         let gen = GeneratorSide::new(&g_store.root(), cfg)?;
         let disc = build_discriminator(&d_store.root(), cfg)?;
-        let o = &cfg.optim;
-        let g_opt = Adam::new(
-            &g_store,
-            AdamConfig {
-                lr: o.g_lr,
-                betas: o.g_betas,
-                eps: o.g_eps,
-            },
-        )?;
-        let d_opt = Adam::new(
-            &d_store,
-            AdamConfig {
-                lr: o.d_lr,
-                betas: o.d_betas,
-                eps: o.d_eps,
-            },
-        )?;
+        let (g_opt, d_opt) = optimisers(cfg, &g_store, &d_store)?;
         Ok(Stage1Trainer {
             cfg: cfg.clone(),
             g_store,
@@ -175,16 +159,7 @@ impl Stage1Trainer {
         )?;
         let vgg_fake = self.vgg.forward(&fake)?;
         let vgg_gt = crate::autograd::no_grad(|| self.vgg.forward(gt))?;
-        acc.add(
-            "vgg",
-            w.vgg,
-            loss::vgg_l1(&vgg_fake, &vgg_gt, &w.vgg_layer_weights)?,
-        )?;
-        acc.add(
-            "perceptual_mse",
-            w.perceptual_mse,
-            loss::perceptual_mse(&vgg_fake, &vgg_gt)?,
-        )?;
+        acc.add_vgg(&w, &vgg_fake, &vgg_gt)?;
         let vgg_target: VggFeatures = match w.context_target {
             ContextTarget::GroundTruth => vgg_gt,
             ContextTarget::Exemplar => crate::autograd::no_grad(|| self.vgg.forward(exemplar))?,
@@ -237,15 +212,9 @@ impl Stage1Trainer {
         // The G step's backward also reached D's parameters: start D from clean gradients.
         self.d_opt.zero_grad();
         let d = self.discriminate(label, fake, gt)?;
-        let d_loss =
-            loss::discriminator_loss(self.cfg.loss.gan_loss, &d.fake_logits, &d.real_logits)?;
-        let total = d_loss.mul_scalar(self.cfg.loss.gan)?;
-        let terms = vec![
-            ("gan_d", d_loss.value().item()?),
-            ("d_total", total.value().item()?),
-        ];
-        total.backward()?;
-        self.d_opt.step(lr_factor)?;
-        Ok(terms)
+        let logits = (&d.fake_logits[..], &d.real_logits[..]);
+        let (kind, weight) = (self.cfg.loss.gan_loss, self.cfg.loss.gan);
+        let terms = finish_d_step(&mut self.d_opt, kind, logits, weight, "gan_d", lr_factor)?;
+        Ok(terms.to_vec())
     }
 }

@@ -23,7 +23,7 @@ use crate::nn::ParamStore;
 use crate::optim::Adam;
 use crate::tensor::Tensor;
 
-use super::{adam, check_nchw, frozen_stage1, split_logits, Acc, LossTerms};
+use super::{check_nchw, finish_d_step, frozen_stage1, optimisers, split_logits, Acc, LossTerms};
 
 const OP: &str = "temporal_train_step";
 
@@ -64,9 +64,7 @@ impl TemporalTrainer {
         let gen = TemporalGenerator::new(&g_store.root(), cfg)?;
         gen.init_from_stage1(&g_store, &stage1)?;
         let disc = build_temporal_discriminator(&d_store.root(), cfg)?;
-        let o = &cfg.optim;
-        let g_opt = adam(&g_store, o.g_lr, o.g_betas, o.g_eps)?;
-        let d_opt = adam(&d_store, o.d_lr, o.d_betas, o.d_eps)?;
+        let (g_opt, d_opt) = optimisers(cfg, &g_store, &d_store)?;
         Ok(TemporalTrainer {
             cfg: cfg.clone(),
             frozen: stage1,
@@ -182,16 +180,7 @@ impl TemporalTrainer {
         )?;
         let vgg_fake = self.vgg.forward(&fake_all)?;
         let vgg_gt = no_grad(|| self.vgg.forward(&gt_all))?;
-        acc.add(
-            "vgg",
-            w.vgg,
-            loss::vgg_l1(&vgg_fake, &vgg_gt, &w.vgg_layer_weights)?,
-        )?;
-        acc.add(
-            "perceptual_mse",
-            w.perceptual_mse,
-            loss::perceptual_mse(&vgg_fake, &vgg_gt)?,
-        )?;
+        acc.add_vgg(&w, &vgg_fake, &vgg_gt)?;
         let (total, mut terms) = acc.finish(OP, "g_total")?;
         total.backward()?;
         self.g_opt.step(lr_factor)?;
@@ -202,12 +191,16 @@ impl TemporalTrainer {
         let real_windows = self.windows(&labels, &frames)?;
         let x = Var::concat(&[&fake_windows.detach(), &real_windows], 0)?;
         let split = split_logits(&self.disc.forward(&x, true)?, fake_windows.dims()[0])?;
-        let d_loss = loss::discriminator_loss(w.gan_loss, &split.fake, &split.real)?;
-        let d_total = d_loss.mul_scalar(w.temporal)?;
-        terms.push(("gan_ts_d", d_loss.value().item()?));
-        terms.push(("d_total", d_total.value().item()?));
-        d_total.backward()?;
-        self.d_opt.step(lr_factor)?;
+        let logits = (&split.fake[..], &split.real[..]);
+        let (kind, weight) = (w.gan_loss, w.temporal);
+        terms.extend(finish_d_step(
+            &mut self.d_opt,
+            kind,
+            logits,
+            weight,
+            "gan_ts_d",
+            lr_factor,
+        )?);
         Ok(LossTerms { terms })
     }
 }
