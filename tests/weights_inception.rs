@@ -3,6 +3,9 @@
 //! forward was checked against the TorchScript model run by PyTorch to 2e-6). Skips, saying why,
 //! when `python3 tools/weights/fetch.py` has not been run.
 
+mod common;
+
+use common::weights::{fetched, max_abs, max_abs_diff};
 use engine::model::inception::{InceptionV3, FEATURE_DIM};
 use engine::nn::load_tensors;
 use std::path::PathBuf;
@@ -13,29 +16,14 @@ const INPUT_TOL: f32 = 1e-6;
 /// convs.
 const FEATURE_TOL: f32 = 1e-4;
 
-fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter()
-        .zip(b)
-        .fold(0.0f32, |m, (x, y)| m.max((x - y).abs()))
-}
-
 #[test]
 fn inception_real_weights_match_numpy_reference() {
-    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("weights");
-    let (wpath, rpath) = (
-        dir.join("inception.safetensors"),
-        dir.join("inception_reference.safetensors"),
-    );
-    for p in [&wpath, &rpath] {
-        if !p.is_file() {
-            eprintln!(
-                "skipped: {} missing (run python3 tools/weights/fetch.py)",
-                p.display()
-            );
-            return;
-        }
-    }
+    let Some([wpath, rpath]) =
+        fetched(&["inception.safetensors", "inception_reference.safetensors"])
+            .map(|p| <[PathBuf; 2]>::try_from(p).expect("two paths"))
+    else {
+        return;
+    };
     let net = InceptionV3::load(&wpath).unwrap();
     let reference = load_tensors(&rpath).unwrap();
     for k in 0..2 {
@@ -55,7 +43,7 @@ fn inception_real_weights_match_numpy_reference() {
         let want = reference[&format!("features_{k}")].to_vec().unwrap();
         let got = got.to_vec().unwrap();
         let err = max_abs_diff(&got, &want);
-        let scale = want.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        let scale = max_abs(&want);
         eprintln!(
             "features_{k}: max|ref| {scale:.3}, max abs err {err:.3e} ({:.1}% of tolerance {FEATURE_TOL:.0e})",
             100.0 * err / FEATURE_TOL

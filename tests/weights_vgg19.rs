@@ -2,6 +2,9 @@
 //! weights (tools/weights/convert_vgg19.py writes both files). Skips, saying why, when
 //! `python3 tools/weights/fetch.py` has not been run.
 
+mod common;
+
+use common::weights::{fetched, max_abs, max_abs_diff};
 use engine::model::vgg19::Vgg19;
 use engine::nn::load_tensors;
 use engine::{Tensor, Var};
@@ -11,26 +14,13 @@ use std::path::PathBuf;
 /// f64 NumPy lands near 1e-6 (sums of up to 4608 products through 13 convs).
 const REL_TOL: f32 = 1e-4;
 
-fn weights_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("weights")
-}
-
 #[test]
 fn vgg19_real_weights_match_numpy_reference() {
-    let dir = weights_dir();
-    let (wpath, rpath) = (
-        dir.join("vgg19.safetensors"),
-        dir.join("vgg19_reference.safetensors"),
-    );
-    for p in [&wpath, &rpath] {
-        if !p.is_file() {
-            eprintln!(
-                "skipped: {} missing (run python3 tools/weights/fetch.py)",
-                p.display()
-            );
-            return;
-        }
-    }
+    let Some([wpath, rpath]) = fetched(&["vgg19.safetensors", "vgg19_reference.safetensors"])
+        .map(|p| <[PathBuf; 2]>::try_from(p).expect("two paths"))
+    else {
+        return;
+    };
     let vgg = Vgg19::load(&wpath).unwrap();
     let reference = load_tensors(&rpath).unwrap();
     let mut checked = 0;
@@ -42,11 +32,8 @@ fn vgg19_real_weights_match_numpy_reference() {
             let want: &Tensor = &reference[&name];
             assert_eq!(got.dims(), want.dims(), "{name}: shape");
             let (g, w) = (got.value().to_vec().unwrap(), want.to_vec().unwrap());
-            let scale = w.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-            let err = g
-                .iter()
-                .zip(&w)
-                .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+            let scale = max_abs(&w);
+            let err = max_abs_diff(&g, &w);
             eprintln!(
                 "{name} {:?}: max|ref| {scale:.1}, max abs err {err:.3e} ({:.1}% of tolerance)",
                 want.dims(),

@@ -332,20 +332,8 @@ impl ExtraMetric for FidMetric {
 
 #[cfg(test)]
 mod tests {
+    use super::eigen::noise;
     use super::*;
-
-    /// A deterministic pseudo-random stream in [-1, 1).
-    fn noise(n: usize, seed: u64) -> Vec<f64> {
-        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        (0..n)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                (x >> 11) as f64 / (1u64 << 52) as f64 - 1.0
-            })
-            .collect()
-    }
 
     fn matmul(a: &[f64], b: &[f64], n: usize) -> Vec<f64> {
         let mut c = vec![0.0; n * n];

@@ -18,6 +18,7 @@ use std::path::PathBuf;
 pub mod gpu;
 pub mod parity;
 pub mod summary;
+pub mod weights;
 
 pub type R<T> = Result<T, String>;
 

@@ -181,22 +181,23 @@ fn apply_sweep(z: &mut [f64], n: usize, rotations: &[(usize, f64, f64)]) {
     });
 }
 
+/// A deterministic pseudo-random stream in [-1, 1), for the tests here and in `fid`.
+#[cfg(test)]
+pub(super) fn noise(n: usize, seed: u64) -> Vec<f64> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            (x >> 11) as f64 / (1u64 << 52) as f64 - 1.0
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// A deterministic pseudo-random stream in [-1, 1).
-    fn noise(n: usize, seed: u64) -> Vec<f64> {
-        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-        (0..n)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                (x >> 11) as f64 / (1u64 << 52) as f64 - 1.0
-            })
-            .collect()
-    }
 
     #[test]
     fn eigen_decomposition_reconstructs_awkward_matrices() {
