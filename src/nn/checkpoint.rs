@@ -117,11 +117,7 @@ pub fn load_with(
     }
     for (e, t) in updates {
         // Files hold host values; a store already on the GPU gets device copies.
-        let t = if t.device() == e.var.device() {
-            t
-        } else {
-            t.to_device(e.var.device())?
-        };
+        let t = t.on_device(e.var.device())?;
         e.var
             .set_value(t)
             .map_err(|err| Error::file(path, format!("tensor `{}`: {err}", e.name)))?;

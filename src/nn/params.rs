@@ -228,11 +228,7 @@ impl ParamStore {
             )));
         }
         // A value from another device (a host copy of a GPU store, a file) follows the entry's.
-        let value = if value.device() == var.device() {
-            value
-        } else {
-            value.to_device(var.device())?
-        };
+        let value = value.on_device(var.device())?;
         var.set_value(value)
     }
 

@@ -74,10 +74,8 @@ impl Adam {
     pub fn follow_params(&mut self) -> Result<()> {
         for s in &mut self.slots {
             let dev = s.var.device();
-            if s.m.device() != dev {
-                s.m = s.m.to_device(dev)?;
-                s.v = s.v.to_device(dev)?;
-            }
+            s.m = s.m.on_device(dev)?;
+            s.v = s.v.on_device(dev)?;
         }
         Ok(())
     }

@@ -185,6 +185,15 @@ impl Tensor {
         }
         self.to_cuda()
     }
+    /// This tensor on `device`: itself (shared, no copy) when it is there already, else a copy.
+    /// Tensors are immutable and in-place updates copy shared storage first, so sharing is safe.
+    pub fn on_device(&self, device: Device) -> Result<Tensor> {
+        if self.device() == device {
+            Ok(self.clone())
+        } else {
+            self.to_device(device)
+        }
+    }
     #[cfg(feature = "cuda")]
     fn to_cuda(&self) -> Result<Tensor> {
         let gpu = crate::backend::cuda::launch::global()?;

@@ -43,32 +43,27 @@ impl FaceTrainer {
     }
 }
 
-/// A copy on `device` (the same tensor when it is there already).
-fn on(t: &Tensor, device: Device) -> Result<Tensor> {
-    if t.device() == device {
-        Ok(t.clone())
-    } else {
-        t.to_device(device)
-    }
-}
-
 impl Stage1Batch {
     pub fn to_device(&self, device: Device) -> Result<Stage1Batch> {
         Ok(Stage1Batch {
-            label: on(&self.label, device)?,
-            exemplar: on(&self.exemplar, device)?,
-            gt: on(&self.gt, device)?,
+            label: self.label.on_device(device)?,
+            exemplar: self.exemplar.on_device(device)?,
+            gt: self.gt.on_device(device)?,
         })
     }
 }
 
 impl TemporalBatch {
     pub fn to_device(&self, device: Device) -> Result<TemporalBatch> {
-        let all = |ts: &[Tensor]| ts.iter().map(|t| on(t, device)).collect::<Result<Vec<_>>>();
+        let all = |ts: &[Tensor]| {
+            ts.iter()
+                .map(|t| t.on_device(device))
+                .collect::<Result<Vec<_>>>()
+        };
         Ok(TemporalBatch {
             labels: all(&self.labels)?,
             frames: all(&self.frames)?,
-            exemplar: on(&self.exemplar, device)?,
+            exemplar: self.exemplar.on_device(device)?,
         })
     }
 }
@@ -76,9 +71,9 @@ impl TemporalBatch {
 impl FaceBatch {
     pub fn to_device(&self, device: Device) -> Result<FaceBatch> {
         Ok(FaceBatch {
-            label: on(&self.label, device)?,
-            exemplar: on(&self.exemplar, device)?,
-            gt: on(&self.gt, device)?,
+            label: self.label.on_device(device)?,
+            exemplar: self.exemplar.on_device(device)?,
+            gt: self.gt.on_device(device)?,
             boxes: self.boxes.clone(),
         })
     }

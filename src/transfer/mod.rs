@@ -174,8 +174,8 @@ impl TargetModel {
         history: &mut Vec<Var>,
     ) -> Result<Tensor> {
         let host = no_grad(|| {
-            let label = Var::constant(labels.to_device(self.device)?);
-            let exemplar = Var::constant(exemplars.to_device(self.device)?);
+            let label = Var::constant(labels.on_device(self.device)?);
+            let exemplar = Var::constant(exemplars.on_device(self.device)?);
             let frames = match &self.temporal {
                 None => self.gen.forward(&label, &exemplar, false)?.fake,
                 Some(g1) => {
@@ -199,10 +199,7 @@ impl TargetModel {
             }
         })?;
         // The frames are encoded on the host.
-        match host.device() {
-            Device::Cpu => Ok(host),
-            _ => host.to_device(Device::Cpu),
-        }
+        host.on_device(Device::Cpu)
     }
 
     /// Pastes G2's refinement into every frame whose pose shows a head.
