@@ -165,39 +165,29 @@ pub const UNVERIFIED_CUDA_ENV: &str = "ENGINE_UNVERIFIED_CUDA";
 pub fn compute_device(arg: &str) -> Result<Device> {
     let asked = arg.parse::<Device>()?;
     let opted_in = std::env::var(UNVERIFIED_CUDA_ENV).is_ok_and(|v| v == "1");
-    match asked {
-        Device::Cuda if !opted_in => Err(Error::DeviceUnavailable {
+    if asked == Device::Cuda && !opted_in {
+        return Err(Error::DeviceUnavailable {
             device: "cuda".into(),
             reason: format!(
                 "training and transfer on a GPU have not yet been verified against the CPU \
                  (the CUDA kernels are tested op by op); use --device cpu, or set \
                  {UNVERIFIED_CUDA_ENV}=1 to run them on the GPU anyway"
             ),
-        }),
-        Device::Cuda => {
-            let dev = asked.resolve()?;
-            eprintln!(
-                "device: cuda ({UNVERIFIED_CUDA_ENV}=1: the GPU pipeline is not yet verified)"
-            );
-            Ok(dev)
-        }
-        _ => {
-            let found = asked.resolve()? == Device::Cuda;
-            if found && opted_in {
-                eprintln!(
-                    "device: cuda ({UNVERIFIED_CUDA_ENV}=1: the GPU pipeline is not yet verified)"
-                );
-                return Ok(Device::Cuda);
-            }
-            let note = if found {
-                " (a GPU was found; the model pipeline runs on the CPU until it is verified there)"
-            } else {
-                ""
-            };
-            eprintln!("device: cpu{note}");
-            Ok(Device::Cpu)
-        }
+        });
     }
+    // `cuda` (opted in) fails here without a usable GPU; `auto` falls back to the CPU.
+    let found = asked.resolve()? == Device::Cuda;
+    if found && opted_in {
+        eprintln!("device: cuda ({UNVERIFIED_CUDA_ENV}=1: the GPU pipeline is not yet verified)");
+        return Ok(Device::Cuda);
+    }
+    let note = if found {
+        " (a GPU was found; the model pipeline runs on the CPU until it is verified there)"
+    } else {
+        ""
+    };
+    eprintln!("device: cpu{note}");
+    Ok(Device::Cpu)
 }
 
 /// Sets the process-wide precision of the GPU's matrix products from `--precision`. Anything but
