@@ -386,3 +386,9 @@ fn autograd_graph_matches_cpu() {
     }
     rep.finish();
 }
+
+/// The tests above without a GPU, on the emulated driver (tests/common/emulated.rs).
+#[test]
+fn on_the_emulated_driver() {
+    common::emulated::rerun_ignored(&[], 300, &[]);
+}

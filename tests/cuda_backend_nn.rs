@@ -377,3 +377,9 @@ fn losses_and_adam_match_cpu() {
     }
     rep.finish();
 }
+
+/// The tests above without a GPU, on the emulated driver (tests/common/emulated.rs).
+#[test]
+fn on_the_emulated_driver() {
+    common::emulated::rerun_ignored(&[], 300, &[]);
+}

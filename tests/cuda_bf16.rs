@@ -13,7 +13,8 @@
 //!      |δp| ≤ u·p, so |δout_i| ≤ u·Σ_j A_ij|v_j| ≤ u·max|v|: atol = u·max|v| + 1e-5 (f32 sums);
 //!    - backward before the normalisation (dq̂, dk̂, dv): P and dS are rounded once each (≤ u per
 //!      term) and D = rowsum(dout∘out) carries the forward's error; norm-wise
-//!      |δ| ≤ 4u·max|want| + 1e-5. A CPU emulation of these kernels' roundings (f64 reference,
+//!      |δ| ≤ 4u·max|want| + 1e-5, plus where the sums cancel the term of `cancellation_atol`
+//!      (u per rounded term times Σ|term|: the emulated driver measured 4.1u·max|want| at C = 3). A CPU emulation of these kernels' roundings (f64 reference,
 //!      the cases below) measured at most 0.18·u·max|v| forward and 1.4u backward.
 //! 2. Loose, against the plain f32 reference and against the f32 CUDA path: only a guard against
 //!    gross errors, rel ≤ 0.5 of max|want| (the same emulation gives up to 0.33 for dq at C = 3,
@@ -24,6 +25,7 @@
 
 mod common;
 
+use common::emulated::too_large_to_emulate;
 use common::gpu::*;
 use common::R;
 use engine::backend::cuda::launch::*;
@@ -50,6 +52,57 @@ fn rounded(data: &[f32], shape: &[usize]) -> R<Tensor> {
         shape.to_vec(),
     )
     .map_err(e)
+}
+
+/// The cancellation terms of the backward's strict bound, as absolute tolerances for (dq̂, dk̂,
+/// dv). dq̂_i = scale·Σ_j dS_ij·k̂_j and dk̂_j = scale·Σ_i dS_ij·q̂_i sum terms that cancel (each
+/// row of dS = P∘(dP − D) sums to 0), and dv_j = Σ_i P_ij·dout_i sums signed terms; a rounding of
+/// u per term (P and dS are each rounded to bf16) then errs by u·Σ|term|, which can exceed
+/// u·max|result| (it does at C = 3, scale 100: 4.1u there). The terms:
+/// 2u·scale·max|k̂|·max_i Σ_j|dS_ij|, 2u·scale·max|q̂|·max_j Σ_i|dS_ij| and
+/// 2u·max|dout|·max_j Σ_i P_ij, from the emulated reference's P, out, v, dout, q̂ and k̂.
+#[allow(clippy::too_many_arguments)]
+fn cancellation_atol(
+    d: CorrDims,
+    scale: f32,
+    attn: &[f32],
+    out: &[f32],
+    v: &[f32],
+    dout: &[f32],
+    qh: &[f32],
+    kh: &[f32],
+) -> [f32; 3] {
+    let amax = |x: &[f32]| x.iter().fold(0f32, |m, y| m.max(y.abs()));
+    let (n, m, nv) = (d.n, d.m, d.v);
+    let (mut row_ds, mut col_ds, mut col_p) = (0f64, 0f64, 0f64);
+    for b in 0..d.b {
+        let (mut cols, mut colp) = (vec![0f64; m], vec![0f64; m]);
+        for i in 0..n {
+            let di = &dout[(b * n + i) * nv..][..nv];
+            let oi = &out[(b * n + i) * nv..][..nv];
+            let dd: f64 = di.iter().zip(oi).map(|(a, o)| *a as f64 * *o as f64).sum();
+            let mut row = 0f64;
+            for j in 0..m {
+                let vj = &v[(b * m + j) * nv..][..nv];
+                let dp: f64 = di.iter().zip(vj).map(|(a, x)| *a as f64 * *x as f64).sum();
+                let pij = attn[(b * n + i) * m + j] as f64;
+                let ds = (pij * (dp - dd)).abs();
+                row += ds;
+                cols[j] += ds;
+                colp[j] += pij;
+            }
+            row_ds = row_ds.max(row);
+        }
+        col_ds = cols.iter().fold(col_ds, |a, &x| a.max(x));
+        col_p = colp.iter().fold(col_p, |a, &x| a.max(x));
+    }
+    let u2 = 2.0 * U as f64;
+    [
+        u2 * scale as f64 * amax(kh) as f64 * row_ds,
+        u2 * scale as f64 * amax(qh) as f64 * col_ds,
+        u2 * amax(dout) as f64 * col_p,
+    ]
+    .map(|x| x as f32)
 }
 
 /// Forward and backward of one case at Bf16: strict against the emulated reference, loose
@@ -79,7 +132,19 @@ fn bf16_case(ck: &mut Report, g: &Gpu, d: CorrDims, p: CorrWarpParams, slabs: &[
             rounded(host(&dout)?, dout.dims())?,
         );
         let raw = corr_params(p.scale, false);
-        let (emu, _) = cpu().corr_warp(&qh, &kh, &vb, raw, false).map_err(e)?;
+        let (emu, attn) = cpu().corr_warp(&qh, &kh, &vb, raw, true).map_err(e)?;
+        let attn = attn.ok_or("the CPU corr_warp returned no attention")?;
+        let (attn, out_e) = (host(&attn)?, host(&emu)?);
+        let cancel = cancellation_atol(
+            d,
+            p.scale,
+            attn,
+            out_e,
+            host(&vb)?,
+            host(&db)?,
+            host(&qh)?,
+            host(&kh)?,
+        );
         let vmax = host(&vb)?.iter().fold(0f32, |m, x| m.max(x.abs()));
         ck.check(
             &format!("{name}_fwd_vs_emulated"),
@@ -112,10 +177,11 @@ fn bf16_case(ck: &mut Report, g: &Gpu, d: CorrDims, p: CorrWarpParams, slabs: &[
         for &slab in slabs {
             // The N × M part alone (before the normalisation's backward), strictly.
             let (gq, gk, gv) = bf16::backward(g, d, p.scale, &saved, &vd, &dd, slab).map_err(e)?;
-            for (what, got, want) in [("dqh", &gq, &eq), ("dkh", &gk, &ek), ("dv", &gv, &ev)] {
+            let strict = [("dqh", &gq, &eq), ("dkh", &gk, &ek), ("dv", &gv, &ev)];
+            for ((what, got, want), atol) in strict.into_iter().zip(cancel) {
                 let got = down(g, got, want.numel())?;
                 let case = format!("{name}_{what}_slab{slab}_vs_emulated");
-                ck.check(&case, &got, host(want)?, 1e-5, 4.0 * U);
+                ck.check(&case, &got, host(want)?, 1e-5 + atol, 4.0 * U);
             }
             // The whole backward at Bf16, loosely.
             let grads = corr_warp_backward_at(g, d, &p, &saved, &vd, &dd, slab, Precision::Bf16)
@@ -154,7 +220,10 @@ fn bf16_corr_warp_matches_emulated_cpu() {
     let narrow = |d: CorrDims| corr_dims(d.b, d.c, d.n, d.m, d.v.min(48));
     let cases = CORR_CASES.iter().map(|&(d, p)| (narrow(d), p));
     for (i, (d, p)) in cases.chain(BF16_CORR_CASES.iter().copied()).enumerate() {
-        bf16_case(&mut ck, &g, d, p, &[d.n, 32, 7], 100 + 10 * i as u64);
+        let work = (d.b * d.c * d.n * d.m) as f64;
+        if !too_large_to_emulate(&corr_case_name(d, p), work) {
+            bf16_case(&mut ck, &g, d, p, &[d.n, 32, 7], 100 + 10 * i as u64);
+        }
     }
     // v wider than CB_VMAX stays on the f32 kernels at Bf16: bit-equal results.
     ck.run("B2_C20_N70_M129_V65_raw_s0.3_stays_f32", |ck| {
@@ -282,4 +351,11 @@ fn round_bf16_matches_round_to_nearest_even() {
     for x in [0.3f32, -7.25, 1e-20, 123456.0] {
         assert!((round_bf16(x) - x).abs() <= U * x.abs(), "{x}");
     }
+}
+
+/// The tests above without a GPU, on the emulated driver (tests/common/emulated.rs); the real
+/// size is left to a GPU.
+#[test]
+fn on_the_emulated_driver() {
+    common::emulated::rerun_ignored(&["bf16_corr_warp_real_size"], 300, &[]);
 }

@@ -89,61 +89,161 @@ fn noise_gradient(store: &ParamStore, name: &str) -> bool {
     w > 0.0 && grad_max(store, name) <= 1e-4 * w
 }
 
-/// Parameters after `STEPS` Adam steps. Adam moves a weight by about lr per step whatever its
-/// gradient's size (with betas (0, 0.9), up to √(0.19/0.1) ≈ 1.38·lr in the second step), so a
-/// tiny gradient whose sign differs between the devices (summation order) puts that weight up
-/// to 2.4·lr apart per step: every element must be within that. Where the gradient is real, at
-/// most 1% of a tensor's elements may differ by more than lr/10; where it is only rounding noise
-/// (`noise_gradient`), signs are random on both devices and only the bound applies.
-fn check_store(what: &str, cpu: &ParamStore, gpu: &ParamStore, lr: f32, fails: &mut Vec<String>) {
-    let bound = 2.4 * lr * STEPS as f32 + 1e-5;
-    let mut worst = (0.0f32, String::new());
-    for (a, b) in cpu.entries().iter().zip(gpu.entries()) {
-        assert_eq!(a.name, b.name);
-        let (x, y) = (
-            a.var.value().to_vec().unwrap(),
-            b.var.value().to_vec().unwrap(),
-        );
-        let mut far = 0usize;
-        let mut max = 0.0f32;
-        for (p, q) in x.iter().zip(&y) {
-            let d = (p - q).abs();
-            if !d.is_finite() || d > bound {
-                max = f32::INFINITY;
+/// First-step gradients agree within this share of their tensor's max|g|. Both sides sum in f32
+/// in different orders, and on these random batches (every label channel active) the
+/// correspondence's scale-100 softmax amplifies that: on the emulated driver the adaptors'
+/// gradients differed by up to 4.7e-3 of max|g|, while on the parity fixture's batch the same
+/// CUDA trainer stays within 3e-5 of float64 (tests/model_parity.rs). 1e-2 keeps a margin and
+/// still fails a wrong or missing term, which moves gradients by O(max|g|).
+const GRAD_TOL: f32 = 1e-2;
+
+/// The values of one store entry and its gradient (None for state such as spectral norm's u
+/// and v).
+fn values(store: &ParamStore, name: &str) -> (Vec<f32>, Option<Vec<f32>>) {
+    let var = store.get(name).expect("entry");
+    let grad = var.grad().map(|g| g.to_vec().expect("gradient values"));
+    (var.value().to_vec().expect("values"), grad)
+}
+
+fn max_abs(x: &[f32]) -> f32 {
+    x.iter().fold(0.0, |m, v| m.max(v.abs()))
+}
+
+/// After the first step, which Adam (betas (0, 0.9)) turns into exactly ±lr per weight, the sign
+/// of its gradient:
+/// - every gradient agrees with the CPU's within GRAD_TOL·max|g| of its tensor, except biases
+///   whose gradient is only rounding noise (`noise_gradient`);
+/// - a weight moved differently (|Δ| > lr/10) only where its CPU gradient is within that
+///   tolerance of 0 (or on such a bias), and by at most 2.4·lr;
+/// - state without a gradient (spectral norm's u and v: one power iteration from the same
+///   weights) agrees within 1e-4·max|x|.
+fn check_first_step(
+    what: &str,
+    cpu: &ParamStore,
+    gpu: &ParamStore,
+    lr: f32,
+    fails: &mut Vec<String>,
+) {
+    let (mut flips, mut worst) = (0usize, (0.0f32, String::new()));
+    for e in cpu.entries() {
+        let name = &e.name;
+        let ((x, gx), (y, gy)) = (values(cpu, name), values(gpu, name));
+        let (Some(gx), Some(gy)) = (gx, gy) else {
+            let tol = 1e-4 * max_abs(&x) + 1e-7;
+            let worst = x
+                .iter()
+                .zip(&y)
+                .map(|(a, b)| (a - b).abs())
+                .fold(0.0, f32::max);
+            if !(worst <= tol) || y.iter().any(|v| !v.is_finite()) {
+                fails.push(format!(
+                    "{what} {name} (no gradient): max |Δ| {worst:e} > {tol:e}"
+                ));
             }
-            max = max.max(d);
-            far += (d > lr / 10.0) as usize;
+            continue;
+        };
+        let noise = noise_gradient(cpu, name);
+        let gtol = GRAD_TOL * max_abs(&gx) + 1e-12;
+        let gworst = gx
+            .iter()
+            .zip(&gy)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
+        if !noise && gworst / gtol * GRAD_TOL > worst.0 {
+            worst = (gworst / gtol * GRAD_TOL, name.clone());
         }
-        if max > worst.0 {
-            worst = (max, a.name.clone());
-        }
-        let noise = noise_gradient(cpu, &a.name);
-        if max > bound || (!noise && far * 100 > x.len()) {
+        if !noise && !(gworst <= gtol) || gy.iter().any(|v| !v.is_finite()) {
             fails.push(format!(
-                "{what} {}: max |Δ| {max:e} (bound {bound:e}), {far} of {} over lr/10",
-                a.name,
-                x.len()
+                "{what} {name} gradient: max |Δ| {gworst:e} > {gtol:e}"
             ));
+        }
+        for (i, (a, b)) in x.iter().zip(&y).enumerate() {
+            let d = (a - b).abs();
+            let flip_ok = noise || gx[i].abs() <= gtol;
+            if !(d <= 2.4 * lr) || (d > lr / 10.0 && !flip_ok) {
+                fails.push(format!(
+                    "{what} {name}[{i}]: moved {d:e} apart with CPU gradient {:e} (tolerance {gtol:e})",
+                    gx[i]
+                ));
+                break;
+            }
+            flips += (d > lr / 10.0) as usize;
         }
     }
     println!(
-        "{what} params: worst |Δ| {:e} in {} (bound {bound:e})",
+        "{what} step 0: gradients within {:.1e}·max|g| (in {}; tolerance {GRAD_TOL}); {flips} \
+         weights moved apart (near-zero gradients)",
         worst.0, worst.1
     );
 }
 
-/// Steps the two trainers `STEPS` times, on `batch(100·step)` (the GPU trainer on its copy on
-/// the device), and compares the loss terms of each step.
-fn step_both<B>(
-    what: &str,
-    batch: impl Fn(u64) -> B,
-    fails: &mut Vec<String>,
-    mut step: impl FnMut(&B) -> (LossTerms, LossTerms),
-) {
-    for i in 0..STEPS {
-        let (a, b) = step(&batch(100 * i as u64));
-        check_terms(&format!("{what} step {i}"), &a, &b, 2e-3, fails);
+/// Parameters after `STEPS` Adam steps. Adam moves a weight by at most about lr per step whatever
+/// its gradient's size (with betas (0, 0.9), up to √(0.19/0.1) ≈ 1.38·lr in the second step), so
+/// a gradient whose sign differs between the devices puts that weight up to 2.4·lr apart per
+/// step: every element must be within that. State without a gradient follows the weights, and
+/// after they parted only a guard against gross errors applies: within 5% of max|x|.
+fn check_store(what: &str, cpu: &ParamStore, gpu: &ParamStore, lr: f32, fails: &mut Vec<String>) {
+    let bound = 2.4 * lr * STEPS as f32 + 1e-5;
+    let mut worst = (0.0f32, String::new());
+    for e in cpu.entries() {
+        let ((x, gx), (y, _)) = (values(cpu, &e.name), values(gpu, &e.name));
+        let limit = if gx.is_some() {
+            bound
+        } else {
+            0.05 * max_abs(&x) + 1e-6
+        };
+        let mut max = 0.0f32;
+        for (p, q) in x.iter().zip(&y) {
+            let d = (p - q).abs();
+            max = if d.is_finite() {
+                max.max(d)
+            } else {
+                f32::INFINITY
+            };
+        }
+        if gx.is_some() && max > worst.0 {
+            worst = (max, e.name.clone());
+        }
+        if !(max <= limit) {
+            fails.push(format!(
+                "{what} {}: max |Δ| {max:e} (limit {limit:e})",
+                e.name
+            ));
+        }
     }
+    println!(
+        "{what} params after {STEPS} steps: worst |Δ| {:e} in {} (bound {bound:e})",
+        worst.0, worst.1
+    );
+}
+
+/// Steps `cpu` and `gpu` `STEPS` times on `batch(100·step)` (moved to each one's device) and
+/// compares the loss terms of every step, the first step's gradients and weights
+/// (`check_first_step`) and the weights after the last (`check_store`), for the trainer's two
+/// stores named `stores`.
+fn compare_steps<T, B>(
+    label: &str,
+    stores: [&str; 2],
+    (cpu, gpu): (&mut T, &mut T),
+    batch: impl Fn(u64) -> B,
+    step: impl Fn(&mut T, &B, Device) -> LossTerms,
+    of: impl Fn(&T) -> [(&ParamStore, f32); 2],
+) {
+    let mut fails = Vec::new();
+    for i in 0..STEPS {
+        let b = batch(100 * i as u64);
+        let (a, g) = (step(cpu, &b, Device::Cpu), step(gpu, &b, Device::Cuda));
+        check_terms(&format!("{label} step {i}"), &a, &g, 2e-3, &mut fails);
+        if i == 0 {
+            for (name, ((c, lr), (g, _))) in stores.iter().zip(of(cpu).into_iter().zip(of(gpu))) {
+                check_first_step(name, c, g, lr, &mut fails);
+            }
+        }
+    }
+    for (name, ((c, lr), (g, _))) in stores.iter().zip(of(cpu).into_iter().zip(of(gpu))) {
+        check_store(name, c, g, lr, &mut fails);
+    }
+    finish(fails);
 }
 
 fn finish(fails: Vec<String>) {
@@ -166,32 +266,19 @@ fn stage1_trainer_steps_match_the_cpu() {
     let mut cpu = Stage1Trainer::new(&cfg, SEED, vgg()).unwrap();
     let mut gpu = Stage1Trainer::new(&cfg, SEED, vgg()).unwrap();
     gpu.to_device(Device::Cuda).unwrap();
-    let mut fails = Vec::new();
     let batch = |k: u64| Stage1Batch {
         label: uniform(&[2, lc, s, s], 0.0, 1.0, 1 + k),
         exemplar: uniform(&[2, 3, s, s], -1.0, 1.0, 2 + k),
         gt: uniform(&[2, 3, s, s], -1.0, 1.0, 3 + k),
     };
-    step_both("stage1", batch, &mut fails, |b| {
-        let a = cpu.step(b, 1.0).unwrap();
-        let on_gpu = b.to_device(Device::Cuda).unwrap();
-        (a, gpu.step(&on_gpu, 1.0).unwrap())
-    });
-    check_store(
-        "stage1 G",
-        &cpu.g_store,
-        &gpu.g_store,
-        cfg.optim.g_lr,
-        &mut fails,
+    compare_steps(
+        "stage1",
+        ["stage1 G", "stage1 D"],
+        (&mut cpu, &mut gpu),
+        batch,
+        |t, b, dev| t.step(&b.to_device(dev).unwrap(), 1.0).unwrap(),
+        |t| [(&t.g_store, cfg.optim.g_lr), (&t.d_store, cfg.optim.d_lr)],
     );
-    check_store(
-        "stage1 D",
-        &cpu.d_store,
-        &gpu.d_store,
-        cfg.optim.d_lr,
-        &mut fails,
-    );
-    finish(fails);
 }
 
 /// A frozen stage-1 store for the later stages, the same on both devices.
@@ -214,7 +301,6 @@ fn temporal_trainer_steps_match_the_cpu() {
     let mut cpu = TemporalTrainer::new(&cfg, fc, SEED ^ 0x7e, vgg()).unwrap();
     let mut gpu = TemporalTrainer::new(&cfg, fg, SEED ^ 0x7e, vgg()).unwrap();
     gpu.to_device(Device::Cuda).unwrap();
-    let mut fails = Vec::new();
     let batch = |k: u64| TemporalBatch {
         labels: (0..l)
             .map(|i| uniform(&[2, lc, s, s], 0.0, 1.0, 10 + i as u64 + k))
@@ -224,14 +310,14 @@ fn temporal_trainer_steps_match_the_cpu() {
             .collect(),
         exemplar: uniform(&[2, 3, s, s], -1.0, 1.0, 30 + k),
     };
-    step_both("temporal", batch, &mut fails, |b| {
-        let a = cpu.step(b, 1.0).unwrap();
-        let on_gpu = b.to_device(Device::Cuda).unwrap();
-        (a, gpu.step(&on_gpu, 1.0).unwrap())
-    });
-    check_store("G1", &cpu.g_store, &gpu.g_store, cfg.optim.g_lr, &mut fails);
-    check_store("D1", &cpu.d_store, &gpu.d_store, cfg.optim.d_lr, &mut fails);
-    finish(fails);
+    compare_steps(
+        "temporal",
+        ["G1", "D1"],
+        (&mut cpu, &mut gpu),
+        batch,
+        |t, b, dev| t.step(&b.to_device(dev).unwrap(), 1.0).unwrap(),
+        |t| [(&t.g_store, cfg.optim.g_lr), (&t.d_store, cfg.optim.d_lr)],
+    );
 }
 
 #[test]
@@ -260,21 +346,20 @@ fn face_trainer_steps_match_the_cpu() {
             h: c as _,
         },
     ];
-    let mut fails = Vec::new();
     let batch = |k: u64| FaceBatch {
         label: uniform(&[2, lc, s, s], 0.0, 1.0, 40 + k),
         exemplar: uniform(&[2, 3, s, s], -1.0, 1.0, 41 + k),
         gt: uniform(&[2, 3, s, s], -1.0, 1.0, 42 + k),
         boxes: boxes.clone(),
     };
-    step_both("face", batch, &mut fails, |b| {
-        let a = cpu.step(b, 1.0).unwrap();
-        let on_gpu = b.to_device(Device::Cuda).unwrap();
-        (a, gpu.step(&on_gpu, 1.0).unwrap())
-    });
-    check_store("G2", &cpu.g_store, &gpu.g_store, cfg.optim.g_lr, &mut fails);
-    check_store("D2", &cpu.d_store, &gpu.d_store, cfg.optim.d_lr, &mut fails);
-    finish(fails);
+    compare_steps(
+        "face",
+        ["G2", "D2"],
+        (&mut cpu, &mut gpu),
+        batch,
+        |t, b, dev| t.step(&b.to_device(dev).unwrap(), 1.0).unwrap(),
+        |t| [(&t.g_store, cfg.optim.g_lr), (&t.d_store, cfg.optim.d_lr)],
+    );
 }
 
 /// A fresh folder under the system temp dir.
@@ -346,11 +431,23 @@ fn train_resume_and_transfer_run_on_the_gpu() {
     };
     engine::synth::write(&synth, None, Some(&frames), &poses).unwrap();
     let run = dir.join("run");
-    let full = StagePlan {
-        stage1: 4,
-        temporal: 2,
-        face: 2,
+    // On the emulated driver (about 20 s per stage-1 iteration) half of everything: still a
+    // checkpoint in each stage, a resume and a transfer batch.
+    let emulated = common::emulated::emulated();
+    let full = if emulated {
+        StagePlan {
+            stage1: 2,
+            temporal: 1,
+            face: 1,
+        }
+    } else {
+        StagePlan {
+            stage1: 4,
+            temporal: 2,
+            face: 2,
+        }
     };
+    let frames_out = if emulated { 3 } else { 6 };
     let first = StagePlan {
         temporal: 0,
         face: 0,
@@ -361,12 +458,13 @@ fn train_resume_and_transfer_run_on_the_gpu() {
         &mut |_| {},
     )
     .unwrap();
-    assert_eq!(s1.iteration, 4);
+    assert_eq!(s1.iteration, full.stage1);
     let mut resume = train_opts(&frames, &poses, &run, full, Device::Cuda);
     resume.resume = true;
     resume.config = None;
     let s2 = train(&resume, &mut |_| {}).unwrap();
-    assert_eq!((s2.start_iteration, s2.iteration), (4, 8));
+    let total = full.stage1 + full.temporal + full.face;
+    assert_eq!((s2.start_iteration, s2.iteration), (full.stage1, total));
     for (name, v) in &s2.last_terms.terms {
         assert!(v.is_finite(), "{name} = {v}");
     }
@@ -380,7 +478,7 @@ fn train_resume_and_transfer_run_on_the_gpu() {
                 model: run.clone(),
                 out: out.clone(),
                 crop: CropMode::Centre,
-                max_frames: Some(6),
+                max_frames: Some(frames_out),
                 allow_missing_person: false,
                 normalization: None,
                 exemplar: ExemplarChoice::Auto,
@@ -392,7 +490,7 @@ fn train_resume_and_transfer_run_on_the_gpu() {
             &mut |_, _| {},
         )
         .unwrap();
-        assert_eq!(summary.frames, 6);
+        assert_eq!(summary.frames, frames_out);
         outs.push(read_frames(&out));
     }
     let (a, b) = (&outs[0], &outs[1]);
@@ -411,4 +509,10 @@ fn train_resume_and_transfer_run_on_the_gpu() {
     // Same weights, f32 on both: rounding moves a pixel by a byte at most, here and there.
     assert!(mean <= 0.5 && max <= 8, "mean {mean} max {max}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// The tests above without a GPU, on the emulated driver (tests/common/emulated.rs).
+#[test]
+fn on_the_emulated_driver() {
+    common::emulated::rerun_ignored(&[], 300, &[]);
 }

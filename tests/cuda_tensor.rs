@@ -61,3 +61,9 @@ fn cuda_tensors_give_typed_errors_where_host_values_are_needed() {
     );
     println!("typed errors ok");
 }
+
+/// The tests above without a GPU, on the emulated driver (tests/common/emulated.rs).
+#[test]
+fn on_the_emulated_driver() {
+    common::emulated::rerun_ignored(&[], 300, &[]);
+}

@@ -329,3 +329,9 @@ fn matmul_tf32_within_bound() {
     }
     rep.finish();
 }
+
+/// The tests above without a GPU, on the emulated driver (tests/common/emulated.rs).
+#[test]
+fn on_the_emulated_driver() {
+    common::emulated::rerun_ignored(&[], 300, &[]);
+}

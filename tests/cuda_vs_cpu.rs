@@ -9,6 +9,7 @@
 
 mod common;
 
+use common::emulated::too_large_to_emulate;
 use common::gpu::*;
 use engine::backend::cuda::launch::*;
 use engine::backend::{CorrWarpParams, SpadeNorm};
@@ -73,6 +74,10 @@ fn corr_warp_matches_cpu() {
     }
     // The real size, forward only (the CPU reference takes seconds), then a GPU-only backward
     // smoke run of the slab path at that size compared between two slab heights.
+    let (d, _) = real_size_corr(3);
+    if too_large_to_emulate("corr_warp real size", (d.b * d.c * d.n * d.m) as f64) {
+        return rep.finish();
+    }
     for v in [3, 48] {
         let (d, p) = real_size_corr(v);
         corr_case(&mut rep, &g, d, p, false, &[], 900 + v as u64);
@@ -427,4 +432,10 @@ fn matmul_matches_cpu() {
         });
     }
     rep.finish();
+}
+
+/// The tests above without a GPU, on the emulated driver (tests/common/emulated.rs).
+#[test]
+fn on_the_emulated_driver() {
+    common::emulated::rerun_ignored(&[], 300, &[]);
 }

@@ -11,55 +11,14 @@
 //! Without a working C++ compiler ($CXX, else clang++, c++ or g++) the test prints why and passes,
 //! unless `ENGINE_REQUIRE_CXX=1`.
 
-use std::path::Path;
-use std::process::{Command, Stdio};
+mod common;
 
-/// True when `cxx` compiles a file with the headers the emulator needs.
-fn compiles(cxx: &str, dir: &Path) -> bool {
-    let src = dir.join("probe.cpp");
-    let probe = "#include <functional>\n#include <ucontext.h>\n#include <vector>\nint main() {}\n";
-    if std::fs::write(&src, probe).is_err() {
-        return false;
-    }
-    Command::new(cxx)
-        .args(["-std=c++17", "-fsyntax-only"])
-        .arg(&src)
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .map(|s| s.success())
-        .unwrap_or(false)
-}
-
-/// The first working C++ compiler, or why there is none.
-fn find_cxx() -> Result<String, String> {
-    let dir = std::env::temp_dir().join(format!("engine_kernel_emu_probe_{}", std::process::id()));
-    std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
-    let candidates: Vec<String> = match std::env::var("CXX") {
-        Ok(c) if !c.is_empty() => vec![c],
-        _ => ["clang++", "c++", "g++"].map(String::from).to_vec(),
-    };
-    let found = candidates.iter().find(|c| compiles(c, &dir)).cloned();
-    let _ = std::fs::remove_dir_all(&dir);
-    found.ok_or_else(|| {
-        format!(
-            "no C++ compiler that builds against the C++ standard library among {candidates:?} \
-             (install clang or g++, which bring libstdc++ headers, or set CXX)"
-        )
-    })
-}
+use std::process::Command;
 
 #[test]
 fn igemm_and_bf16_corr_kernels_pass_under_cpu_emulation() {
-    let cxx = match find_cxx() {
-        Ok(c) => c,
-        Err(why) => {
-            if std::env::var("ENGINE_REQUIRE_CXX").as_deref() == Ok("1") {
-                panic!("ENGINE_REQUIRE_CXX=1 but {why}");
-            }
-            eprintln!("SKIPPED kernel_emulation: {why}");
-            return;
-        }
+    let Some(cxx) = common::emulated::cxx_or_skip("kernel_emulation") else {
+        return;
     };
     let root = env!("CARGO_MANIFEST_DIR");
     let out = Command::new("bash")

@@ -352,3 +352,15 @@ fn contextual_loss_matches_reference() {
         }
     });
 }
+
+/// The training parity with the trainers on the GPU, without a GPU: `tiny_stage1_matches_reference`
+/// on the emulated driver with `ENGINE_TEST_DEVICE=cuda` (tests/common/emulated.rs).
+#[cfg(feature = "cuda")]
+#[test]
+fn on_the_emulated_driver() {
+    common::emulated::rerun_named(
+        &["tiny_stage1_matches_reference"],
+        300,
+        &[("ENGINE_TEST_DEVICE", "cuda")],
+    );
+}

@@ -346,3 +346,18 @@ fn face_iterations_match_reference() {
     check_iterations(&c, &trained, &FACE_TERMS, &mut rep, || tr.step(&batch, 1.0));
     rep.finish("face", &c);
 }
+
+/// The training parity with the trainers on the GPU, without a GPU: `temporal_iterations_match_reference`, `face_iterations_match_reference`
+/// on the emulated driver with `ENGINE_TEST_DEVICE=cuda` (tests/common/emulated.rs).
+#[cfg(feature = "cuda")]
+#[test]
+fn on_the_emulated_driver() {
+    common::emulated::rerun_named(
+        &[
+            "temporal_iterations_match_reference",
+            "face_iterations_match_reference",
+        ],
+        300,
+        &[("ENGINE_TEST_DEVICE", "cuda")],
+    );
+}

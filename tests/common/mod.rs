@@ -14,6 +14,7 @@ use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
 
+pub mod emulated;
 #[cfg(feature = "cuda")]
 pub mod gpu;
 pub mod parity;

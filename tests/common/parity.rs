@@ -204,7 +204,8 @@ pub const SN_VECTORS: [SumTol; 2] = [
 /// whose gradient is near 0 (or near eps) turns a tiny gradient error into a visible update
 /// error, and over 3 steps the f32 and f64 trajectories drift apart (PyTorch's own float32 run
 /// drifts from float64 as far): after 1 step every sampled element is held to 0.25 lr; after 3
-/// the checks are statistical (a few outliers within 4 lr).
+/// the checks are statistical (a few outliers within 4 lr, and one opposite step of 2 lr in the
+/// sum and the norm).
 pub fn step_tol(lr: f32, it: usize) -> StepTol {
     let lr = f64::from(lr);
     if it == 1 {

@@ -4,7 +4,9 @@
 // common.cuh and mma_bf16.cuh for the emu:: functions below).
 //
 // A block's threads (256 unless launch says otherwise; 1-, 2- or 3-D, at most 256, numbered x
-// fastest as on the GPU) are fibers (ucontext) on one OS thread, switched only at __syncthreads
+// fastest as on the GPU) are fibers on one OS thread (a six-register stack switch on x86-64,
+// ucontext elsewhere or under AddressSanitizer: swapcontext's signal-mask syscall made up two
+// thirds of the emulation's time), switched only at __syncthreads
 // and the warp collectives (mma.sync, ldmatrix, __shfl_xor_sync).
 // Each thread therefore runs as far ahead as it can before it waits, and blocks
 // alternate forward and backward thread order: a missing barrier makes a thread read staged data
@@ -75,16 +77,54 @@ struct __attribute__((aligned(16))) uint4 {
 };
 inline uint4 make_uint4(unsigned x, unsigned y, unsigned z, unsigned w) { return {x, y, z, w}; }
 
+// ---- fiber switching ----------------------------------------------------------------------------
+
+#if defined(__x86_64__) && !defined(__SANITIZE_ADDRESS__)
+#define EMU_FAST_SWITCH 1
+// emu_switch(from, to): pushes the callee-saved registers (the System V ABI's; everything else a
+// caller of a function saves itself), stores the stack pointer in *from, loads `to` and pops the
+// same registers from there. Weak and hidden: every translation unit that includes this header
+// emits it, the linker keeps one, and a shared library does not export it.
+asm(R"(
+    .text
+    .weak emu_switch
+    .hidden emu_switch
+    .type emu_switch, @function
+emu_switch:
+    pushq %rbp
+    pushq %rbx
+    pushq %r12
+    pushq %r13
+    pushq %r14
+    pushq %r15
+    movq %rsp, (%rdi)
+    movq %rsi, %rsp
+    popq %r15
+    popq %r14
+    popq %r13
+    popq %r12
+    popq %rbx
+    popq %rbp
+    ret
+    .size emu_switch, .-emu_switch
+)");
+extern "C" __attribute__((visibility("hidden"))) void emu_switch(void** from, void* to);
+#endif
+
 namespace emu {
 
 constexpr int kThreads = 256;  // the largest block: 1-D, a multiple of 32 threads
 constexpr int kWarps = kThreads / 32;
 constexpr size_t kStack = 256 << 10;
 
+// The kernel running, where the caller names it (the emulated driver does), for fail's message.
+inline const char* g_kernel_name = nullptr;
+
 inline int g_cur_for_fail();
 [[noreturn]] inline void fail(const char* what) {
     fflush(stdout);
-    fprintf(stderr, "emu: %s (block %u,%u,%u thread %d)\n", what, blockIdx.x, blockIdx.y, blockIdx.z, g_cur_for_fail());
+    fprintf(stderr, "emu: %s%s%s (block %u,%u,%u thread %d)\n", g_kernel_name ? g_kernel_name : "",
+            g_kernel_name ? ": " : "", what, blockIdx.x, blockIdx.y, blockIdx.z, g_cur_for_fail());
     _Exit(2);
 }
 
@@ -104,9 +144,18 @@ struct WarpMma {
     unsigned frag[2][32][4];  // ldmatrix results, gathered by the last lane to arrive
 };
 
+// A suspended fiber (or the scheduler): where to resume it.
+struct Context {
+#ifdef EMU_FAST_SWITCH
+    void* sp;
+#else
+    ucontext_t uc;
+#endif
+};
+
 struct State {
-    ucontext_t main_ctx;
-    ucontext_t fib[kThreads];
+    Context main_ctx;
+    Context fib[kThreads];
     bool done[kThreads];
     int parity[kThreads];
     int cur, live, dir, nthreads;
@@ -121,6 +170,14 @@ struct State {
 };
 inline State g;
 inline int g_cur_for_fail() { return g.cur; }
+
+inline void switch_context(Context& from, Context& to) {
+#ifdef EMU_FAST_SWITCH
+    emu_switch(&from.sp, to.sp);
+#else
+    if (swapcontext(&from.uc, &to.uc) != 0) fail("swapcontext failed");
+#endif
+}
 
 // Fiber nx is the thread of linear index nx (x fastest, as CUDA numbers a block's threads).
 inline void set_tid(int nx) {
@@ -137,7 +194,7 @@ inline void switch_next() {
     if (nx == me) return;
     g.cur = nx;
     set_tid(nx);
-    if (swapcontext(&g.fib[me], &g.fib[nx]) != 0) fail("swapcontext failed");
+    switch_context(g.fib[me], g.fib[nx]);
 }
 
 // Returns true in the thread whose arrival completed the barrier (the others are still in it).
@@ -168,7 +225,36 @@ inline void fiber_main() {
         fail("thread returned while others of its block / warp wait at a barrier");
     g.done[me] = true;
     --g.live;
-    // uc_link returns to the scheduler in run_block.
+}
+
+// Where a fiber starts: its thread's work, then back to the scheduler in run_block for good.
+inline void fiber_entry() {
+    fiber_main();
+#ifdef EMU_FAST_SWITCH
+    switch_context(g.fib[g.cur], g.main_ctx);
+    fail("a finished fiber was resumed");
+#endif
+    // ucontext: uc_link returns to the scheduler.
+}
+
+// Thread i's fiber, to start at fiber_entry on its own stack.
+inline void start_fiber(int i, char* stack, size_t size) {
+#ifdef EMU_FAST_SWITCH
+    // emu_switch into it pops six registers and returns into fiber_entry, which then sees the
+    // stack as a called function does (16-byte aligned before the call's return address).
+    auto* top = (void**)((uintptr_t)(stack + size) & ~uintptr_t(15));
+    void** sp = top - 8;
+    for (int r = 0; r < 6; ++r) sp[r] = nullptr;
+    sp[6] = (void*)&fiber_entry;
+    sp[7] = nullptr;
+    g.fib[i].sp = sp;
+#else
+    if (getcontext(&g.fib[i].uc) != 0) fail("getcontext failed");
+    g.fib[i].uc.uc_stack.ss_sp = stack;
+    g.fib[i].uc.uc_stack.ss_size = size;
+    g.fib[i].uc.uc_link = &g.main_ctx.uc;
+    makecontext(&g.fib[i].uc, fiber_entry, 0);
+#endif
 }
 
 inline void init_stacks() {
@@ -192,11 +278,7 @@ inline void run_block() {
     for (int i = 0; i < g.nthreads; ++i) {
         g.done[i] = false;
         g.parity[i] = 0;
-        if (getcontext(&g.fib[i]) != 0) fail("getcontext failed");
-        g.fib[i].uc_stack.ss_sp = g.stacks + i * each + g.page;
-        g.fib[i].uc_stack.ss_size = kStack;
-        g.fib[i].uc_link = &g.main_ctx;
-        makecontext(&g.fib[i], fiber_main, 0);
+        start_fiber(i, g.stacks + i * each + g.page, kStack);
     }
     g.live = g.nthreads;
     int nx = g.dir > 0 ? 0 : g.nthreads - 1;
@@ -204,7 +286,7 @@ inline void run_block() {
         while (g.done[nx]) nx = (nx + g.dir + g.nthreads) % g.nthreads;
         g.cur = nx;
         set_tid(nx);
-        if (swapcontext(&g.main_ctx, &g.fib[nx]) != 0) fail("swapcontext failed");
+        switch_context(g.main_ctx, g.fib[nx]);
     }
     if (g.block.arrived != 0) fail("block finished with threads waiting at __syncthreads");
 }
