@@ -135,7 +135,7 @@ fn check_first_step(
                 .zip(&y)
                 .map(|(a, b)| (a - b).abs())
                 .fold(0.0, f32::max);
-            if !(worst <= tol) || y.iter().any(|v| !v.is_finite()) {
+            if worst > tol || y.iter().any(|v| !v.is_finite()) {
                 fails.push(format!(
                     "{what} {name} (no gradient): max |Δ| {worst:e} > {tol:e}"
                 ));
@@ -152,7 +152,7 @@ fn check_first_step(
         if !noise && gworst / gtol * GRAD_TOL > worst.0 {
             worst = (gworst / gtol * GRAD_TOL, name.clone());
         }
-        if !noise && !(gworst <= gtol) || gy.iter().any(|v| !v.is_finite()) {
+        if !noise && gworst > gtol || gy.iter().any(|v| !v.is_finite()) {
             fails.push(format!(
                 "{what} {name} gradient: max |Δ| {gworst:e} > {gtol:e}"
             ));
@@ -160,7 +160,7 @@ fn check_first_step(
         for (i, (a, b)) in x.iter().zip(&y).enumerate() {
             let d = (a - b).abs();
             let flip_ok = noise || gx[i].abs() <= gtol;
-            if !(d <= 2.4 * lr) || (d > lr / 10.0 && !flip_ok) {
+            if !d.is_finite() || d > 2.4 * lr || (d > lr / 10.0 && !flip_ok) {
                 fails.push(format!(
                     "{what} {name}[{i}]: moved {d:e} apart with CPU gradient {:e} (tolerance {gtol:e})",
                     gx[i]
@@ -204,7 +204,7 @@ fn check_store(what: &str, cpu: &ParamStore, gpu: &ParamStore, lr: f32, fails: &
         if gx.is_some() && max > worst.0 {
             worst = (max, e.name.clone());
         }
-        if !(max <= limit) {
+        if max > limit {
             fails.push(format!(
                 "{what} {}: max |Δ| {max:e} (limit {limit:e})",
                 e.name

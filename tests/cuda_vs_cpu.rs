@@ -106,6 +106,8 @@ fn corr_warp_matches_cpu() {
 
 // ---- normalisation ----------------------------------------------------------------------------
 
+/// The last three rows are longer than NORM_CHUNK (8192): the chunked instance / SPADE kernels,
+/// with 2 chunks of which the last holds 1 element, 2 uneven ones, and 4.
 const NORM_SHAPES: &[[usize; 4]] = &[
     [1, 1, 1, 3],
     [2, 3, 5, 7],
@@ -113,6 +115,9 @@ const NORM_SHAPES: &[[usize; 4]] = &[
     [1, 2, 64, 64],
     [4, 3, 1, 2],
     [1, 64, 17, 9],
+    [1, 2, 1, 8193],
+    [2, 3, 97, 131],
+    [1, 2, 200, 130],
 ];
 
 fn nchw(s: &[usize; 4]) -> (usize, usize, usize) {

@@ -40,10 +40,7 @@ pub fn run(args: &InfoArgs) -> Result<()> {
                 println!("  gpu {d}");
             }
             match engine::backend::cuda_backend_status() {
-                Ok(()) => println!(
-                    "  CUDA backend: ready (every kernel compiled); engine train/transfer still \
-                     run on the CPU in this version"
-                ),
+                Ok(()) => println!("  CUDA backend: ready (every kernel compiled)"),
                 Err(reason) => println!("  CUDA backend: cannot start: {reason}"),
             }
         }

@@ -294,6 +294,9 @@ kernel_struct!(
 /// NORM_COL_Y slices of the reduced axis.
 pub const NORM_COL_X: u32 = 32;
 pub const NORM_COL_Y: u32 = 8;
+/// Instance-norm and SPADE-instance rows longer than this many elements take the chunked
+/// kernels: a block per NORM_CHUNK elements of a row, so a few long rows still fill the GPU.
+pub const NORM_CHUNK: u32 = 8192;
 
 kernel_struct!(
     /// x viewed as [outer, red, inner], normalised over `red`; statistic `o·inner + i`.

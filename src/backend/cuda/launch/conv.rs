@@ -152,10 +152,7 @@ pub fn conv_forward_at(
     let f = gpu.func(sym)?;
     let mut b = gpu.stream.launch_builder(&f);
     b.arg(a).arg(x).arg(w);
-    match bias {
-        Some(v) => b.arg(v),
-        None => b.arg(&NULL),
-    };
+    arg_or_null(&mut b, bias);
     b.arg(y);
     // SAFETY: arguments match the conv forward kernels; buffers sized per `a`.
     unsafe { b.launch(cf) }.map(|_| ()).map_err(drv(sym))

@@ -247,6 +247,14 @@ macro_rules! launch {
 /// A null device pointer for optional kernel arguments.
 const NULL: u64 = 0;
 
+/// Pushes `v`, or a null pointer for an absent optional buffer.
+fn arg_or_null<'b>(b: &mut cudarc::driver::LaunchArgs<'b>, v: Option<&'b CudaSlice<f32>>) {
+    match v {
+        Some(v) => b.arg(v),
+        None => b.arg(&NULL),
+    };
+}
+
 mod conv;
 mod corr_warp;
 mod elementwise;

@@ -52,6 +52,33 @@ fn pono_args(n: usize, c: usize, hw: usize, eps: f32) -> NormArgs {
     }
 }
 
+/// The number of chunks of a row of `hw` elements when it takes the chunked kernels.
+fn chunked(hw: usize) -> Option<usize> {
+    (hw > NORM_CHUNK as usize).then(|| hw.div_ceil(NORM_CHUNK as usize))
+}
+
+/// The chunked kernels' grid: x over a row's chunks, y over the rows (both loop).
+fn cfg_chunks(rows: usize, chunks: usize) -> LaunchConfig {
+    cfg(
+        (grid_1d(chunks as u64), grid_yz(rows as u64), 1),
+        (256, 1, 1),
+    )
+}
+
+/// Each chunk's Welford statistics [rows, chunks, 3], the chunked forwards' first pass.
+fn chunk_stats(
+    gpu: &Gpu,
+    a: &NormArgs,
+    rows: usize,
+    chunks: usize,
+    x: &CudaSlice<f32>,
+) -> Result<DeviceBuf> {
+    let mut part = gpu.alloc(3 * rows * chunks)?;
+    let cf = cfg_chunks(rows, chunks);
+    launch!(gpu, "norm_row_stats_chunks_f32", cf, a, x, &mut *part)?;
+    Ok(part)
+}
+
 /// Instance norm of x [n, c, h·w]; returns the stats ([n·c]).
 #[allow(clippy::too_many_arguments)]
 pub fn instance_norm_forward(
@@ -68,22 +95,26 @@ pub fn instance_norm_forward(
         mean: gpu.alloc(n * c)?,
         rstd: gpu.alloc(n * c)?,
     };
-    let f = gpu.func("instance_norm_forward_f32")?;
+    let (sym, cf, part) = match chunked(hw) {
+        None => ("instance_norm_forward_f32", cfg_rows((n * c) as u64), None),
+        Some(k) => (
+            "instance_norm_forward_chunks_f32",
+            cfg_chunks(n * c, k),
+            Some(chunk_stats(gpu, &a, n * c, k, x)?),
+        ),
+    };
+    let f = gpu.func(sym)?;
     let mut b = gpu.stream.launch_builder(&f);
     b.arg(&a).arg(x);
-    match weight {
-        Some(w) => b.arg(w),
-        None => b.arg(&NULL),
-    };
-    match bias {
-        Some(v) => b.arg(v),
-        None => b.arg(&NULL),
-    };
+    arg_or_null(&mut b, weight);
+    arg_or_null(&mut b, bias);
+    if let Some(p) = &part {
+        b.arg(&**p);
+    }
     b.arg(y).arg(&mut *st.mean).arg(&mut *st.rstd);
-    // SAFETY: arguments match instance_norm_forward_f32; buffers hold n·c·hw / c / n·c values.
-    unsafe { b.launch(cfg_rows((n * c) as u64)) }
-        .map(|_| ())
-        .map_err(drv("instance_norm_forward_f32"))?;
+    // SAFETY: arguments match the instance norm forward kernel `sym` (the chunked one takes the
+    // partial statistics before y); buffers hold n·c·hw / c / n·c values.
+    unsafe { b.launch(cf) }.map(|_| ()).map_err(drv(sym))?;
     Ok(st)
 }
 
@@ -101,18 +132,33 @@ pub fn instance_norm_backward<'a>(
     let st = st.into();
     let a = instance_args(n, c, hw, 0.0, weight.is_some(), false);
     let mut sums = gpu.alloc(2 * n * c)?;
-    let f = gpu.func("instance_norm_backward_f32")?;
+    let (sym, cf, part) = match chunked(hw) {
+        None => ("instance_norm_backward_f32", cfg_rows((n * c) as u64), None),
+        Some(k) => {
+            let mut part = gpu.alloc(2 * n * c * k)?;
+            let (sym, cf) = ("instance_norm_grad_chunks_f32", cfg_chunks(n * c, k));
+            let f = gpu.func(sym)?;
+            let mut b = gpu.stream.launch_builder(&f);
+            b.arg(&a).arg(x);
+            arg_or_null(&mut b, weight);
+            b.arg(st.mean).arg(st.rstd).arg(dy).arg(&mut *part);
+            // SAFETY: arguments match instance_norm_grad_chunks_f32; part holds 2·n·c·k values.
+            unsafe { b.launch(cf) }.map(|_| ()).map_err(drv(sym))?;
+            ("instance_norm_backward_chunks_f32", cf, Some(part))
+        }
+    };
+    let f = gpu.func(sym)?;
     let mut b = gpu.stream.launch_builder(&f);
     b.arg(&a).arg(x);
-    match weight {
-        Some(w) => b.arg(w),
-        None => b.arg(&NULL),
-    };
-    b.arg(st.mean).arg(st.rstd).arg(dy).arg(dx).arg(&mut *sums);
-    // SAFETY: arguments match instance_norm_backward_f32; row sums hold 2·n·c values.
-    unsafe { b.launch(cfg_rows((n * c) as u64)) }
-        .map(|_| ())
-        .map_err(drv("instance_norm_backward_f32"))?;
+    arg_or_null(&mut b, weight);
+    b.arg(st.mean).arg(st.rstd).arg(dy);
+    if let Some(p) = &part {
+        b.arg(&**p);
+    }
+    b.arg(dx).arg(&mut *sums);
+    // SAFETY: arguments match the instance norm backward kernel `sym` (the chunked one takes the
+    // partial sums before dx); row sums hold 2·n·c values.
+    unsafe { b.launch(cf) }.map(|_| ()).map_err(drv(sym))?;
     let (mut dw, mut db) = (gpu.alloc(c)?, gpu.alloc(c)?);
     launch!(
         gpu,
@@ -202,18 +248,18 @@ pub fn spade_forward(
         mean: gpu.alloc(stats)?,
         rstd: gpu.alloc(stats)?,
     };
-    launch!(
-        gpu,
-        sym,
-        cf,
-        &a,
-        x,
-        gamma,
-        beta,
-        y,
-        &mut *st.mean,
-        &mut *st.rstd
-    )?;
+    let (mean, rstd) = (&mut *st.mean, &mut *st.rstd);
+    match chunked(hw).filter(|_| !pono) {
+        None => launch!(gpu, sym, cf, &a, x, gamma, beta, y, mean, rstd)?,
+        Some(k) => {
+            let part = chunk_stats(gpu, &a, n * c, k, x)?;
+            let (sym, cf) = (
+                "spade_modulate_instance_forward_chunks_f32",
+                cfg_chunks(n * c, k),
+            );
+            launch!(gpu, sym, cf, &a, x, gamma, beta, &*part, y, mean, rstd)?
+        }
+    }
     Ok(st)
 }
 
@@ -243,5 +289,14 @@ pub fn spade_backward<'a>(
         let cf = cfg_rows((n * c) as u64);
         (a, "spade_modulate_instance_backward_f32", cf)
     };
-    launch!(gpu, sym, cf, &a, x, gamma, st.mean, st.rstd, dy, dx, dgamma)
+    let Some(k) = chunked(hw).filter(|_| !pono) else {
+        return launch!(gpu, sym, cf, &a, x, gamma, st.mean, st.rstd, dy, dx, dgamma);
+    };
+    let mut part = gpu.alloc(2 * n * c * k)?;
+    let cf = cfg_chunks(n * c, k);
+    let (mean, rstd) = (st.mean, st.rstd);
+    let sym = "spade_modulate_instance_grad_chunks_f32";
+    launch!(gpu, sym, cf, &a, x, gamma, mean, rstd, dy, &mut *part)?;
+    let sym = "spade_modulate_instance_backward_chunks_f32";
+    launch!(gpu, sym, cf, &a, x, gamma, mean, rstd, dy, &*part, dx, dgamma)
 }
