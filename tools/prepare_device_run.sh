@@ -128,13 +128,16 @@ run_binary() {
 
 case "$phase" in
 tests)
+    # Pooled buffers come NaN-filled, also when reused: a read of an unwritten element shows.
+    export ENGINE_POOL_POISON=1
     : >"$out/tests.log"
     while IFS=: read -r name budget; do
         run_binary "$name" "$budget"
     done <"$here/TESTS"
     while read -r name; do
         echo "--- $name (ENGINE_TEST_DEVICE=cuda)" >>"$out/tests.log"
-        ENGINE_TEST_DEVICE=cuda timeout 40 "$here/$name" --test-threads=1 --nocapture >>"$out/tests.log" 2>&1
+        ENGINE_TEST_DEVICE=cuda timeout 40 "$here/$name" --test-threads=1 --nocapture \
+            --skip on_the_emulated_driver >>"$out/tests.log" 2>&1
         echo "$name on cuda: exit $? (124 = timed out)"
     done <"$here/PARITY"
     grep -E ' (PASS|FAIL)( \(.*)?$' "$out/tests.log" >"$out/cases.txt" || true

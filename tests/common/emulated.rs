@@ -6,8 +6,9 @@
 //!
 //! Skips (printing why) without a C++ compiler or NVRTC, unless `ENGINE_REQUIRE_CXX=1` /
 //! `ENGINE_REQUIRE_NVRTC=1` (CI sets both). The child gets `ENGINE_REQUIRE_GPU=1`, so a test
-//! that finds no device fails instead of skipping, and `ENGINE_EMULATED_GPU=1`, which the few
-//! cases too large to emulate (the corr_warp at its real size) read to step aside.
+//! that finds no device fails instead of skipping, `ENGINE_POOL_POISON=1` (pooled buffers come
+//! NaN-filled, also when reused), and `ENGINE_EMULATED_GPU=1`, which the few cases too large to
+//! emulate (the corr_warp at its real size) read to step aside.
 
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -262,6 +263,15 @@ pub fn rerun_named(tests: &[&str], budget_s: u64, env: &[(&str, &str)]) {
 
 #[cfg(feature = "cuda")]
 fn rerun(tests: &[String], ignored: bool, budget_s: u64, env: &[(&str, &str)]) {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    if !root.join("tools/kernel_emu/driver/build.sh").is_file() {
+        // A binary carried away from its source tree (to the GPU machine): nothing to build from.
+        eprintln!(
+            "SKIPPED the GPU tests on the emulated driver: no source tree at {}",
+            root.display()
+        );
+        return;
+    }
     let Some(cxx) = cxx_or_skip("the GPU tests on the emulated driver") else {
         return;
     };
@@ -287,6 +297,7 @@ fn rerun(tests: &[String], ignored: bool, budget_s: u64, env: &[(&str, &str)]) {
         cmd.args(["--exact", name, "--test-threads=1", "--nocapture"])
             .env("LD_LIBRARY_PATH", &lib_path)
             .env("ENGINE_REQUIRE_GPU", "1")
+            .env("ENGINE_POOL_POISON", "1")
             .env(EMULATED_ENV, "1");
         for (k, v) in env {
             cmd.env(k, v);

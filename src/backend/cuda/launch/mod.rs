@@ -11,9 +11,10 @@ use super::params::*;
 use super::pool::{DeviceBuf, MemStats, Pool};
 use super::ptx_cache;
 use crate::error::{Error, Result};
+use cudarc::driver::result::memset_d8_async;
 use cudarc::driver::{
     CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, CudaView, CudaViewMut,
-    DriverError, LaunchConfig, PushKernelArg,
+    DevicePtrMut, DriverError, LaunchConfig, PushKernelArg,
 };
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -166,12 +167,21 @@ impl Gpu {
     // ---- pooled memory ------------------------------------------------------------------------
 
     /// A pooled buffer of at least `n` elements (uninitialised: for outputs a kernel writes in
-    /// full), from the cache when a buffer of its bucket is free.
+    /// full), from the cache when a buffer of its bucket is free. With `ENGINE_POOL_POISON=1`
+    /// it comes filled with NaN (see [`poison_pool`]).
     pub fn alloc(&self, n: usize) -> Result<DeviceBuf> {
-        self.pool.alloc(n, |len| {
+        let mut b = self.pool.alloc(n, |len| {
             // SAFETY: f32 has no invalid bit patterns; callers only use such buffers as outputs.
             unsafe { self.stream.alloc::<f32>(len) }.map_err(drv("alloc"))
-        })
+        })?;
+        if poison_pool() {
+            let bytes = b.len() * std::mem::size_of::<f32>();
+            let (ptr, _record) = b.device_ptr_mut(&self.stream);
+            // SAFETY: ptr addresses the buffer's `bytes` bytes on this stream.
+            unsafe { memset_d8_async(ptr, 0xff, bytes, self.stream.cu_stream()) }
+                .map_err(drv("memset"))?;
+        }
+        Ok(b)
     }
 
     /// A pooled buffer whose first `n` elements are zero.
@@ -230,6 +240,15 @@ impl Gpu {
     pub fn release_cached(&self) -> u64 {
         self.pool.release_cached()
     }
+}
+
+/// Whether `ENGINE_POOL_POISON=1`: every pooled buffer is then handed out filled with NaN
+/// (0xff bytes), so a kernel that reads an element of a buffer nobody wrote shows NaN even when
+/// the buffer held an earlier owner's values. A test setting (the emulated-driver tests set it);
+/// it costs a memset per allocation.
+pub fn poison_pool() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| std::env::var("ENGINE_POOL_POISON").is_ok_and(|v| v == "1"))
 }
 
 /// Launches `$f` with `$cfg` and the listed arguments (each a reference).
