@@ -5,8 +5,7 @@
 # status non-zero on a build error or any failing check.
 #
 # The only change to the sources is prepare.sh's: the inline-PTX helpers swapped for emu.hpp.
-# Compiler: $CXX, else the first of clang++, c++, g++ found (clang++ first: with
-# it emu.hpp can also NaN-fill each block's shared memory, see __shared__ there).
+# Compiler: cxx.sh's ($CXX, else clang++, c++ or g++).
 # KERNEL_EMU_ASAN=1 adds AddressSanitizer (about 4x slower): every read past a buffer is
 # reported, not only those whose value reaches an output.
 # Usage: bash tools/kernel_emu/run.sh
@@ -15,13 +14,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 # KERNELS_DIR: another kernels/ folder to check (e.g. a deliberately broken copy; prepare.sh
 # reads it).
 
-cxx=${CXX:-}
-if [ -z "$cxx" ]; then
-  for c in clang++ c++ g++; do
-    if command -v "$c" >/dev/null 2>&1; then cxx=$c; break; fi
-  done
-fi
-[ -n "$cxx" ] || { echo "kernel_emu: no C++ compiler found (set CXX)" >&2; exit 3; }
+cxx=$(bash "$here/cxx.sh") || exit $?
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT

@@ -15,13 +15,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 emu=$(cd "$here/.." && pwd)
 out=${1:?usage: build.sh OUT}
 
-cxx=${CXX:-}
-if [ -z "$cxx" ]; then
-  for c in clang++ c++ g++; do
-    if command -v "$c" >/dev/null 2>&1; then cxx=$c; break; fi
-  done
-fi
-[ -n "$cxx" ] || { echo "emulated driver: no C++ compiler found (set CXX)" >&2; exit 3; }
+cxx=$(bash "$emu/cxx.sh") || exit $?
 
 work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
