@@ -292,7 +292,7 @@ inline void run_block() {
 }
 
 // Runs `kernel` (a call of one __global__ function) over `grid`, one block of `block` threads
-// (x × y × z, a multiple of 32 up to 256 in all) at a time.
+// (x × y × z, a multiple of 32 up to 256 in all) at a time, in a scrambled block order.
 inline void launch(uint3 grid, uint3 block, std::function<void()> kernel) {
     const long threads = (long)block.x * block.y * block.z;
     if (threads <= 0 || threads > kThreads || threads % 32 != 0) fail("launch: block size not a multiple of 32 up to 256");
@@ -302,14 +302,30 @@ inline void launch(uint3 grid, uint3 block, std::function<void()> kernel) {
     gridDim = grid;
     blockDim = block;
     threadIdx = {0, 0, 0};
-    long linear = 0;
-    for (unsigned z = 0; z < grid.z; ++z)
-        for (unsigned y = 0; y < grid.y; ++y)
-            for (unsigned x = 0; x < grid.x; ++x, ++linear) {
-                blockIdx = {x, y, z};
-                g.dir = linear % 2 == 0 ? 1 : -1;
-                run_block();
-            }
+    // Blocks run one at a time, in a scrambled order (i -> (a·i + c) mod total, a coprime to
+    // total, different each launch): the GPU promises no order, so a kernel whose result
+    // depends on one block having run before another shows it here instead of passing by luck.
+    const unsigned long long total = (unsigned long long)grid.x * grid.y * grid.z;
+    static unsigned long long launches = 0;
+    const unsigned long long c = (++launches * 0x9e3779b97f4a7c15ull) % (total ? total : 1);
+    unsigned long long a = (0x2545f4914f6cdd1dull + launches) % (total ? total : 1);
+    auto gcd = [](unsigned long long u, unsigned long long v) {
+        while (v) {
+            const unsigned long long t = u % v;
+            u = v;
+            v = t;
+        }
+        return u;
+    };
+    while (total > 1 && (a == 0 || gcd(a, total) != 1)) a = (a + 1) % total;
+    if (total <= 1) a = 1;
+    for (unsigned long long i = 0; i < total; ++i) {
+        const unsigned long long linear = (unsigned long long)(((unsigned __int128)a * i + c) % total);
+        blockIdx = {(unsigned)(linear % grid.x), (unsigned)(linear / grid.x % grid.y),
+                    (unsigned)(linear / ((unsigned long long)grid.x * grid.y))};
+        g.dir = linear % 2 == 0 ? 1 : -1;
+        run_block();
+    }
 }
 
 // A 1-D block of `threads`.
