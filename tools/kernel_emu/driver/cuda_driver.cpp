@@ -130,7 +130,9 @@ int alloc(CUdeviceptr* out, size_t bytes) {
     if (!out) return INVALID_VALUE;
     std::lock_guard<std::recursive_mutex> l(g_lock);
     const size_t body = (bytes + 15) & ~size_t(15);
-    auto* base = static_cast<unsigned char*>(aligned_alloc(256, kGuard + body + kGuard));
+    // aligned_alloc wants a multiple of the alignment.
+    const size_t total = (kGuard + body + kGuard + 255) & ~size_t(255);
+    auto* base = static_cast<unsigned char*>(aligned_alloc(256, total));
     if (!base) return report(OUT_OF_MEMORY, "out of host memory for a " + std::to_string(bytes) + "-byte allocation");
     fill_words(base, kGuard, kGuardWord);
     fill_words(base + kGuard, body, kFreshWord);
