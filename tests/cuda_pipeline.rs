@@ -257,6 +257,16 @@ fn finish(fails: Vec<String>) {
     );
 }
 
+/// A random stage-1 batch of 2 (every label channel active), seeds offset by `k`.
+fn stage1_batch(cfg: &ModelConfig, k: u64) -> Stage1Batch {
+    let (s, lc) = (cfg.image_size, cfg.label_channels());
+    Stage1Batch {
+        label: uniform(&[2, lc, s, s], 0.0, 1.0, 1 + k),
+        exemplar: uniform(&[2, 3, s, s], -1.0, 1.0, 2 + k),
+        gt: uniform(&[2, 3, s, s], -1.0, 1.0, 3 + k),
+    }
+}
+
 #[test]
 #[ignore]
 fn stage1_trainer_steps_match_the_cpu() {
@@ -264,20 +274,14 @@ fn stage1_trainer_steps_match_the_cpu() {
         return;
     }
     let cfg = cfg();
-    let (s, lc) = (cfg.image_size, cfg.label_channels());
     let mut cpu = Stage1Trainer::new(&cfg, SEED, vgg()).unwrap();
     let mut gpu = Stage1Trainer::new(&cfg, SEED, vgg()).unwrap();
     gpu.to_device(Device::Cuda).unwrap();
-    let batch = |k: u64| Stage1Batch {
-        label: uniform(&[2, lc, s, s], 0.0, 1.0, 1 + k),
-        exemplar: uniform(&[2, 3, s, s], -1.0, 1.0, 2 + k),
-        gt: uniform(&[2, 3, s, s], -1.0, 1.0, 3 + k),
-    };
     compare_steps(
         "stage1",
         ["stage1 G", "stage1 D"],
         (&mut cpu, &mut gpu),
-        batch,
+        |k| stage1_batch(&cfg, k),
         |t, b, dev| t.step(&b.to_device(dev).unwrap(), 1.0).unwrap(),
         |t| [(&t.g_store, cfg.optim.g_lr), (&t.d_store, cfg.optim.d_lr)],
     );
@@ -299,12 +303,7 @@ fn stage1_steps_at_tf32_and_bf16() {
         return;
     }
     let cfg = cfg();
-    let (s, lc) = (cfg.image_size, cfg.label_channels());
-    let batch = Stage1Batch {
-        label: uniform(&[2, lc, s, s], 0.0, 1.0, 1),
-        exemplar: uniform(&[2, 3, s, s], -1.0, 1.0, 2),
-        gt: uniform(&[2, 3, s, s], -1.0, 1.0, 3),
-    };
+    let batch = stage1_batch(&cfg, 0);
     let mut cpu = Stage1Trainer::new(&cfg, SEED, vgg()).unwrap();
     let want = cpu.step(&batch, 1.0).unwrap();
     let mut fails = Vec::new();
