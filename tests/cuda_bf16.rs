@@ -27,6 +27,7 @@ mod common;
 
 use common::emulated::too_large_to_emulate;
 use common::gpu::*;
+use common::weights::max_abs;
 use common::R;
 use engine::backend::cuda::launch::*;
 use engine::backend::precision::Precision;
@@ -72,7 +73,6 @@ fn cancellation_atol(
     qh: &[f32],
     kh: &[f32],
 ) -> [f32; 3] {
-    let amax = |x: &[f32]| x.iter().fold(0f32, |m, y| m.max(y.abs()));
     let (n, m, nv) = (d.n, d.m, d.v);
     let (mut row_ds, mut col_ds, mut col_p) = (0f64, 0f64, 0f64);
     for b in 0..d.b {
@@ -98,9 +98,9 @@ fn cancellation_atol(
     }
     let u2 = 2.0 * U as f64;
     [
-        u2 * scale as f64 * amax(kh) as f64 * row_ds,
-        u2 * scale as f64 * amax(qh) as f64 * col_ds,
-        u2 * amax(dout) as f64 * col_p,
+        u2 * scale as f64 * max_abs(kh) as f64 * row_ds,
+        u2 * scale as f64 * max_abs(qh) as f64 * col_ds,
+        u2 * max_abs(dout) as f64 * col_p,
     ]
     .map(|x| x as f32)
 }
@@ -145,7 +145,7 @@ fn bf16_case(ck: &mut Report, g: &Gpu, d: CorrDims, p: CorrWarpParams, slabs: &[
             host(&qh)?,
             host(&kh)?,
         );
-        let vmax = host(&vb)?.iter().fold(0f32, |m, x| m.max(x.abs()));
+        let vmax = max_abs(host(&vb)?);
         ck.check(
             &format!("{name}_fwd_vs_emulated"),
             &out,

@@ -10,6 +10,7 @@
 mod common;
 
 use common::gpu_ok;
+use common::weights::{max_abs, max_abs_diff};
 
 use engine::backend::{set_precision, Precision};
 use engine::data::{ClipOptions, CropMode};
@@ -107,10 +108,6 @@ fn values(store: &ParamStore, name: &str) -> (Vec<f32>, Option<Vec<f32>>) {
     (var.value().to_vec().expect("values"), grad)
 }
 
-fn max_abs(x: &[f32]) -> f32 {
-    x.iter().fold(0.0, |m, v| m.max(v.abs()))
-}
-
 /// After the first step, which Adam (betas (0, 0.9)) turns into exactly ±lr per weight, the sign
 /// of its gradient:
 /// - every gradient agrees with the CPU's within GRAD_TOL·max|g| of its tensor, except biases
@@ -132,11 +129,7 @@ fn check_first_step(
         let ((x, gx), (y, gy)) = (values(cpu, name), values(gpu, name));
         let (Some(gx), Some(gy)) = (gx, gy) else {
             let tol = 1e-4 * max_abs(&x) + 1e-7;
-            let worst = x
-                .iter()
-                .zip(&y)
-                .map(|(a, b)| (a - b).abs())
-                .fold(0.0, f32::max);
+            let worst = max_abs_diff(&x, &y);
             if worst > tol || y.iter().any(|v| !v.is_finite()) {
                 fails.push(format!(
                     "{what} {name} (no gradient): max |Δ| {worst:e} > {tol:e}"
@@ -146,11 +139,7 @@ fn check_first_step(
         };
         let noise = noise_gradient(cpu, name);
         let gtol = GRAD_TOL * max_abs(&gx) + 1e-12;
-        let gworst = gx
-            .iter()
-            .zip(&gy)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0.0, f32::max);
+        let gworst = max_abs_diff(&gx, &gy);
         if !noise && gworst / gtol * GRAD_TOL > worst.0 {
             worst = (gworst / gtol * GRAD_TOL, name.clone());
         }

@@ -97,7 +97,8 @@ pub fn cxx_or_skip(what: &str) -> Option<String> {
 }
 
 #[cfg(feature = "cuda")]
-/// FNV-1a over the names and bytes of every file under `dirs`, in sorted order.
+/// A hash of the names and bytes of every file under `dirs`, in sorted order (the PTX cache's
+/// FNV-1a).
 fn tree_hash(dirs: &[PathBuf]) -> u64 {
     fn walk(dir: &Path, out: &mut Vec<PathBuf>) {
         let Ok(rd) = std::fs::read_dir(dir) else {
@@ -117,21 +118,24 @@ fn tree_hash(dirs: &[PathBuf]) -> u64 {
         walk(d, &mut files);
     }
     files.sort();
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    let mut eat = |bytes: &[u8]| {
-        for b in bytes {
-            h = (h ^ *b as u64).wrapping_mul(0x100_0000_01b3);
-        }
-    };
-    for f in files {
-        eat(f.to_string_lossy().as_bytes());
-        eat(&std::fs::read(&f).unwrap_or_default());
-    }
-    h
+    let named: Vec<(String, Vec<u8>)> = files
+        .iter()
+        .map(|f| {
+            (
+                f.to_string_lossy().into_owned(),
+                std::fs::read(f).unwrap_or_default(),
+            )
+        })
+        .collect();
+    let parts: Vec<&[u8]> = named
+        .iter()
+        .flat_map(|(n, b)| [n.as_bytes(), b.as_slice()])
+        .collect();
+    engine::backend::cuda::ptx_cache::fnv1a(&parts)
 }
 
-/// The folder holding the emulated libcuda.so, built once per source state (kernels/ and
 #[cfg(feature = "cuda")]
+/// The folder holding the emulated libcuda.so, built once per source state (kernels/ and
 /// tools/kernel_emu/) under the target directory; later test binaries reuse it.
 fn driver_dir(cxx: &str) -> Result<PathBuf, String> {
     static DIR: OnceLock<Result<PathBuf, String>> = OnceLock::new();

@@ -14,8 +14,7 @@
 // past a buffer is reported even when its value never reaches an output.
 struct Buf {
     static constexpr size_t G = 64;
-    // A NaN as f32 and in both bf16 halves (bf16 buffers are f32 buffers holding pairs).
-    static constexpr unsigned GUARD = 0x7fad7fad;
+    static constexpr unsigned GUARD = emu::kGuardNaN;
     std::vector<float> v;
     size_t len;
     explicit Buf(size_t n, float fill = NAN) : v(n + 2 * G, __uint_as_float(GUARD)), len(n) {

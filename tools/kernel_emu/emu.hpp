@@ -44,26 +44,18 @@ inline uint3 threadIdx, blockIdx, gridDim, blockDim;
 #define __shared__ static __attribute__((section("emu_shared")))
 extern "C" __attribute__((weak)) char __start_emu_shared[], __stop_emu_shared[];
 
-inline float __int_as_float(int i) {
-    float f;
-    memcpy(&f, &i, 4);
-    return f;
+// The CUDA bit reinterpretations, as one memcpy each.
+template <class To, class From>
+inline To emu_bit_cast(From v) {
+    static_assert(sizeof(To) == sizeof(From), "bit cast between types of different sizes");
+    To r;
+    memcpy(&r, &v, sizeof r);
+    return r;
 }
-inline float __uint_as_float(unsigned u) {
-    float f;
-    memcpy(&f, &u, 4);
-    return f;
-}
-inline unsigned __float_as_uint(float f) {
-    unsigned u;
-    memcpy(&u, &f, 4);
-    return u;
-}
-inline int __float_as_int(float f) {
-    int i;
-    memcpy(&i, &f, 4);
-    return i;
-}
+inline float __int_as_float(int i) { return emu_bit_cast<float>(i); }
+inline float __uint_as_float(unsigned u) { return emu_bit_cast<float>(u); }
+inline unsigned __float_as_uint(float f) { return emu_bit_cast<unsigned>(f); }
+inline int __float_as_int(float f) { return emu_bit_cast<int>(f); }
 
 // The explicitly rounded f32 intrinsics (resize.cu): one IEEE operation each, never contracted
 // into an FMA (a function call boundary keeps the compiler from fusing them).
@@ -112,6 +104,10 @@ extern "C" __attribute__((visibility("hidden"))) void emu_switch(void** from, vo
 #endif
 
 namespace emu {
+
+// The guard-zone word of the harness buffers (buf.hpp) and the emulated driver's allocations: a
+// NaN as f32 and in both bf16 halves (bf16 buffers are f32 buffers holding pairs).
+constexpr unsigned kGuardNaN = 0x7fad7fad;
 
 constexpr int kThreads = 256;  // the largest block: 1-D, a multiple of 32 threads
 constexpr int kWarps = kThreads / 32;

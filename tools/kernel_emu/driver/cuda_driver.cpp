@@ -49,7 +49,7 @@ enum : int {
 using CUdeviceptr = unsigned long long;
 
 constexpr size_t kGuard = 256;  // bytes on each side of an allocation
-constexpr unsigned kGuardWord = 0x7fad7fad;  // a NaN as f32 and as both bf16 halves
+constexpr unsigned kGuardWord = emu::kGuardNaN;
 constexpr unsigned kFreshWord = 0x7fc0dead;  // a NaN: memory no one has written yet
 
 struct Alloc {
