@@ -8,7 +8,7 @@ use cudarc::driver::{sys, CudaSlice};
 use engine::backend::cuda::launch::*;
 use engine::backend::cuda::params::MatmulArgs;
 use engine::backend::precision::Precision;
-use engine::backend::{Conv2dParams, CorrWarpParams};
+use engine::backend::{precision, Conv2dParams, CorrWarpParams};
 use engine::{Result, Tensor};
 
 /// H200 ceilings (PERFORMANCE.md): fp32 SIMT FLOP/s and HBM bytes/s.
@@ -99,7 +99,9 @@ fn corr_rows(g: &Gpu, rows: &mut Vec<Row>) {
         }
     };
     let (q, k, vv, dout, out) = (&bufs.0, &bufs.1, &bufs.2, &bufs.3, &mut bufs.4);
-    let fwd = time(g, || corr_warp_forward(g, d, &p, q, k, vv, out).map(|_| ()));
+    let fwd = time(g, || {
+        corr_warp_forward(g, d, &p, q, k, vv, out, precision()).map(|_| ())
+    });
     rows.push(row(
         "corr_warp fused fwd B4 N=M4096 C256 V3 (incl. normalise)",
         fwd,
@@ -108,8 +110,8 @@ fn corr_rows(g: &Gpu, rows: &mut Vec<Row>) {
     ));
     for slab in [4096, 1024] {
         let r = time(g, || {
-            let saved = corr_warp_forward(g, d, &p, q, k, vv, out)?;
-            corr_warp_backward(g, d, &p, &saved, vv, dout, slab).map(|_| ())
+            let saved = corr_warp_forward(g, d, &p, q, k, vv, out, precision())?;
+            corr_warp_backward(g, d, &p, &saved, vv, dout, slab, precision()).map(|_| ())
         });
         rows.push(row(
             &format!("corr_warp fwd+bwd B4 C256 V3, bwd slab {slab} rows"),
@@ -121,7 +123,7 @@ fn corr_rows(g: &Gpu, rows: &mut Vec<Row>) {
     // The bf16 tensor-core path (kernels/corr_warp_bf16.cu) against PyTorch's bf16 eager.
     let bf = Precision::Bf16;
     let fwd = time(g, || {
-        corr_warp_forward_at(g, d, &p, q, k, vv, out, bf).map(|_| ())
+        corr_warp_forward(g, d, &p, q, k, vv, out, bf).map(|_| ())
     });
     rows.push(row(
         "corr_warp fwd B4 C256 V3 bf16 (incl. normalise)",
@@ -130,8 +132,8 @@ fn corr_rows(g: &Gpu, rows: &mut Vec<Row>) {
         Some((0.618, "bf16")),
     ));
     let fb = time(g, || {
-        let saved = corr_warp_forward_at(g, d, &p, q, k, vv, out, bf)?;
-        corr_warp_backward_at(g, d, &p, &saved, vv, dout, d.n, bf).map(|_| ())
+        let saved = corr_warp_forward(g, d, &p, q, k, vv, out, bf)?;
+        corr_warp_backward(g, d, &p, &saved, vv, dout, d.n, bf).map(|_| ())
     });
     rows.push(row(
         "corr_warp fwd+bwd B4 C256 V3 bf16",
@@ -154,8 +156,8 @@ fn corr_bf16_peak(d: CorrDims, p: &CorrWarpParams) {
         let dout = rand_dev(&g, d.b * d.n * d.v, 4)?;
         let mut out = g.zeros(d.b * d.n * d.v)?;
         let bf = Precision::Bf16;
-        let saved = corr_warp_forward_at(&g, d, p, &q, &k, &v, &mut out, bf)?;
-        let grads = corr_warp_backward_at(&g, d, p, &saved, &v, &dout, d.n, bf)?;
+        let saved = corr_warp_forward(&g, d, p, &q, &k, &v, &mut out, bf)?;
+        let grads = corr_warp_backward(&g, d, p, &saved, &v, &dout, d.n, bf)?;
         g.sync()?;
         drop((saved, grads));
         let outside = [&q, &k, &v, &dout, &out]
@@ -280,7 +282,7 @@ fn conv_rows(g: &Gpu, rows: &mut Vec<Row>) {
             let (mut y, mut dx, mut dw, mut db) =
                 (g.zeros(n)?, g.zeros(n)?, g.zeros(c * c * 9)?, g.zeros(c)?);
             let f = time(g, || {
-                conv_forward(g, &a, ConvPath::Auto, &x, &w, Some(&b), &mut y)
+                conv_forward(g, &a, ConvPath::Auto, precision(), &x, &w, Some(&b), &mut y)
             });
             rows.push(row(
                 &format!("{name} fwd"),
@@ -289,9 +291,9 @@ fn conv_rows(g: &Gpu, rows: &mut Vec<Row>) {
                 tf.map(|t| (t, prec_of(prec, true))),
             ));
             let fb = time(g, || {
-                conv_forward(g, &a, ConvPath::Auto, &x, &w, Some(&b), &mut y)?;
-                conv_backward_input(g, &a, ConvPath::Auto, &dy, &w, &mut dx)?;
-                conv_backward_weight(g, &a, ConvPath::Auto, &x, &dy, &mut dw)?;
+                conv_forward(g, &a, ConvPath::Auto, precision(), &x, &w, Some(&b), &mut y)?;
+                conv_backward_input(g, &a, ConvPath::Auto, precision(), &dy, &w, &mut dx)?;
+                conv_backward_weight(g, &a, ConvPath::Auto, precision(), &x, &dy, &mut dw)?;
                 conv_backward_bias(g, &a, &dy, &mut db)
             });
             rows.push(row(
@@ -303,7 +305,7 @@ fn conv_rows(g: &Gpu, rows: &mut Vec<Row>) {
             // The tf32 tensor-core kernels, beside PyTorch's tf32 (cuDNN) figures.
             let t = Precision::Tf32;
             let f = time(g, || {
-                conv_forward_at(g, &a, ConvPath::Auto, t, &x, &w, Some(&b), &mut y)
+                conv_forward(g, &a, ConvPath::Auto, t, &x, &w, Some(&b), &mut y)
             });
             let torch_tf32_fwd = TORCH_TF32_CONV_FWD.iter().find(|r| r.0 == c);
             rows.push(row(
@@ -313,9 +315,9 @@ fn conv_rows(g: &Gpu, rows: &mut Vec<Row>) {
                 torch_tf32_fwd.map(|r| (r.1, "tf32")),
             ));
             let fb = time(g, || {
-                conv_forward_at(g, &a, ConvPath::Auto, t, &x, &w, Some(&b), &mut y)?;
-                conv_backward_input_at(g, &a, ConvPath::Auto, t, &dy, &w, &mut dx)?;
-                conv_backward_weight_at(g, &a, ConvPath::Auto, t, &x, &dy, &mut dw)?;
+                conv_forward(g, &a, ConvPath::Auto, t, &x, &w, Some(&b), &mut y)?;
+                conv_backward_input(g, &a, ConvPath::Auto, t, &dy, &w, &mut dx)?;
+                conv_backward_weight(g, &a, ConvPath::Auto, t, &x, &dy, &mut dw)?;
                 conv_backward_bias(g, &a, &dy, &mut db)
             });
             rows.push(row(
@@ -358,7 +360,7 @@ fn matmul_rows(g: &Gpu, rows: &mut Vec<Row>) {
                     alpha: 1.0,
                     ..Default::default()
                 };
-                matmul_at(
+                matmul(
                     g,
                     &p,
                     prec,

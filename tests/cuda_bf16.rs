@@ -119,7 +119,7 @@ fn bf16_case(ck: &mut Report, g: &Gpu, d: CorrDims, p: CorrWarpParams, slabs: &[
         let numel = d.b * d.n * d.v;
         let fwd = |prec| -> R<(Vec<f32>, CorrSaved)> {
             let mut out = g.zeros(numel).map_err(e)?;
-            let saved = corr_warp_forward_at(g, d, &p, &qd, &kd, &vd, &mut out, prec).map_err(e)?;
+            let saved = corr_warp_forward(g, d, &p, &qd, &kd, &vd, &mut out, prec).map_err(e)?;
             Ok((down(g, &out, numel)?, saved))
         };
         let (out, saved) = fwd(Precision::Bf16)?;
@@ -173,7 +173,7 @@ fn bf16_case(ck: &mut Report, g: &Gpu, d: CorrDims, p: CorrWarpParams, slabs: &[
             .map_err(e)?;
         let (wq, wk, wv) = cpu().corr_warp_backward(&q, &k, &v, p, &dout).map_err(e)?;
         let f32_grads =
-            corr_warp_backward_at(g, d, &p, &saved, &vd, &dd, d.n, Precision::F32).map_err(e)?;
+            corr_warp_backward(g, d, &p, &saved, &vd, &dd, d.n, Precision::F32).map_err(e)?;
         for &slab in slabs {
             // The N × M part alone (before the normalisation's backward), strictly.
             let (gq, gk, gv) = bf16::backward(g, d, p.scale, &saved, &vd, &dd, slab).map_err(e)?;
@@ -184,7 +184,7 @@ fn bf16_case(ck: &mut Report, g: &Gpu, d: CorrDims, p: CorrWarpParams, slabs: &[
                 ck.check(&case, &got, host(want)?, 1e-5 + atol, 4.0 * U);
             }
             // The whole backward at Bf16, loosely.
-            let grads = corr_warp_backward_at(g, d, &p, &saved, &vd, &dd, slab, Precision::Bf16)
+            let grads = corr_warp_backward(g, d, &p, &saved, &vd, &dd, slab, Precision::Bf16)
                 .map_err(e)?;
             let all = [
                 ("dq", &grads.0, &wq, &f32_grads.0),
@@ -238,7 +238,7 @@ fn bf16_corr_warp_matches_emulated_cpu() {
         let mut outs = Vec::new();
         for prec in [Precision::Bf16, Precision::F32] {
             let mut out = g.zeros(2 * 70 * 65).map_err(e)?;
-            corr_warp_forward_at(&g, d, &p, &q, &k, &v, &mut out, prec).map_err(e)?;
+            corr_warp_forward(&g, d, &p, &q, &k, &v, &mut out, prec).map_err(e)?;
             outs.push(down(&g, &out, 2 * 70 * 65)?);
         }
         ck.check("V65_bf16_equals_f32", &outs[0], &outs[1], 0.0, 0.0);
@@ -310,8 +310,8 @@ fn backend_takes_the_bf16_path_at_bf16_precision() {
         let (qd, kd, vd, dd) = (up(&g, &q)?, up(&g, &k)?, up(&g, &v)?, up(&g, &dout)?);
         let mut out = g.zeros(2 * 130 * 3).map_err(e)?;
         let bf = Precision::Bf16;
-        let saved = corr_warp_forward_at(&g, d, &p, &qd, &kd, &vd, &mut out, bf).map_err(e)?;
-        let grads = corr_warp_backward_at(&g, d, &p, &saved, &vd, &dd, d.n, bf).map_err(e)?;
+        let saved = corr_warp_forward(&g, d, &p, &qd, &kd, &vd, &mut out, bf).map_err(e)?;
+        let grads = corr_warp_backward(&g, d, &p, &saved, &vd, &dd, d.n, bf).map_err(e)?;
         let launched = [
             down(&g, &out, 2 * 130 * 3)?,
             down(&g, &grads.0, 2 * 33 * 130)?,

@@ -28,7 +28,7 @@ use common::R;
 use cudarc::driver::CudaSlice;
 use engine::backend::cuda::launch::*;
 use engine::backend::cuda::params::{ConvArgs, MatmulArgs};
-use engine::backend::{set_precision, Precision};
+use engine::backend::{precision, set_precision, Precision};
 
 const U: f64 = 1.0 / 2048.0; // 2^-11, tf32's unit roundoff
 
@@ -117,20 +117,20 @@ fn conv_three(
     let auto = ConvPath::Auto;
     let mut yd = g.zeros(lens[0]).map_err(e)?;
     match prec {
-        Some(t) => conv_forward_at(g, a, auto, t, xd, wd, Some(bd), &mut yd),
-        None => conv_forward(g, a, auto, xd, wd, Some(bd), &mut yd),
+        Some(t) => conv_forward(g, a, auto, t, xd, wd, Some(bd), &mut yd),
+        None => conv_forward(g, a, auto, precision(), xd, wd, Some(bd), &mut yd),
     }
     .map_err(e)?;
     let mut dxd = g.zeros(lens[1]).map_err(e)?;
     match prec {
-        Some(t) => conv_backward_input_at(g, a, auto, t, dyd, wd, &mut dxd),
-        None => conv_backward_input(g, a, auto, dyd, wd, &mut dxd),
+        Some(t) => conv_backward_input(g, a, auto, t, dyd, wd, &mut dxd),
+        None => conv_backward_input(g, a, auto, precision(), dyd, wd, &mut dxd),
     }
     .map_err(e)?;
     let mut dwd = g.zeros(lens[2]).map_err(e)?;
     match prec {
-        Some(t) => conv_backward_weight_at(g, a, auto, t, xd, dyd, &mut dwd),
-        None => conv_backward_weight(g, a, auto, xd, dyd, &mut dwd),
+        Some(t) => conv_backward_weight(g, a, auto, t, xd, dyd, &mut dwd),
+        None => conv_backward_weight(g, a, auto, precision(), xd, dyd, &mut dwd),
     }
     .map_err(e)?;
     Ok([
@@ -320,7 +320,7 @@ fn matmul_tf32_within_bound() {
             let (ad, bd) = (up(&g, &a)?, up(&g, &b)?);
             let mut cd = g.zeros(c.out_len()).map_err(e)?;
             let (av, bv) = (ad.as_view(), bd.as_view());
-            matmul_at(&g, &p, Precision::Tf32, &av, &bv, &mut cd.as_view_mut()).map_err(e)?;
+            matmul(&g, &p, Precision::Tf32, &av, &bv, &mut cd.as_view_mut()).map_err(e)?;
             let kernel = matmul_kernel(&p, Precision::Tf32).0;
             let got = down(&g, &cd, c.out_len())?;
             rep.bound(&case, kernel, &got, host(&want)?, host(&s)?, k);

@@ -12,7 +12,7 @@ mod common;
 use common::emulated::too_large_to_emulate;
 use common::gpu::*;
 use engine::backend::cuda::launch::*;
-use engine::backend::{CorrWarpParams, SpadeNorm};
+use engine::backend::{precision, CorrWarpParams, SpadeNorm};
 use engine::Tensor;
 
 // ---- corr_warp --------------------------------------------------------------------------------
@@ -33,7 +33,7 @@ fn corr_case(
         let (want, _) = cpu().corr_warp(&q, &k, &v, p, false).map_err(e)?;
         let (qd, kd, vd) = (up(g, &q)?, up(g, &k)?, up(g, &v)?);
         let mut out = g.zeros(d.b * d.n * d.v).map_err(e)?;
-        let saved = corr_warp_forward(g, d, &p, &qd, &kd, &vd, &mut out).map_err(e)?;
+        let saved = corr_warp_forward(g, d, &p, &qd, &kd, &vd, &mut out, precision()).map_err(e)?;
         rep.check_dev(
             g,
             &format!("{name}_fwd"),
@@ -48,7 +48,8 @@ fn corr_case(
         let (dq, dk, dv) = cpu().corr_warp_backward(&q, &k, &v, p, &dout).map_err(e)?;
         let dd = up(g, &dout)?;
         for &slab in slabs {
-            let (gq, gk, gv) = corr_warp_backward(g, d, &p, &saved, &vd, &dd, slab).map_err(e)?;
+            let (gq, gk, gv) =
+                corr_warp_backward(g, d, &p, &saved, &vd, &dd, slab, precision()).map_err(e)?;
             for (what, got, want) in [("dq", &gq, &dq), ("dk", &gk, &dk), ("dv", &gv, &dv)] {
                 let got = down(g, got, want.numel())?;
                 rep.check(
@@ -92,9 +93,10 @@ fn corr_warp_matches_cpu() {
         let dout = randn(&[4, 4096, 3], 4);
         let (qd, kd, vd, dd) = (up(&g, &q)?, up(&g, &k)?, up(&g, &v)?, up(&g, &dout)?);
         let mut out = g.zeros(4 * 4096 * 3).map_err(e)?;
-        let saved = corr_warp_forward(&g, d, &p, &qd, &kd, &vd, &mut out).map_err(e)?;
-        let a = corr_warp_backward(&g, d, &p, &saved, &vd, &dd, 1024).map_err(e)?;
-        let b = corr_warp_backward(&g, d, &p, &saved, &vd, &dd, 4096).map_err(e)?;
+        let saved =
+            corr_warp_forward(&g, d, &p, &qd, &kd, &vd, &mut out, precision()).map_err(e)?;
+        let a = corr_warp_backward(&g, d, &p, &saved, &vd, &dd, 1024, precision()).map_err(e)?;
+        let b = corr_warp_backward(&g, d, &p, &saved, &vd, &dd, 4096, precision()).map_err(e)?;
         for (what, x, y) in [("dq", &a.0, &b.0), ("dk", &a.1, &b.1), ("dv", &a.2, &b.2)] {
             let (x, y) = (g.download(x).map_err(e)?, g.download(y).map_err(e)?);
             rep.check(&format!("real_{what}_slab1024_vs_4096"), &x, &y, 1e-5, 1e-4);
@@ -383,10 +385,10 @@ fn conv2d_matches_cpu() {
                 let a = conv_args(xs, ws, &p, true).ok_or("empty output")?;
                 let (xd, wd, bd, dyd) = (up(&g, &x)?, up(&g, &w)?, up(&g, &b)?, up(&g, &dy)?);
                 let mut yd = g.zeros(y.numel()).map_err(e)?;
-                conv_forward(&g, &a, path, &xd, &wd, Some(&bd), &mut yd).map_err(e)?;
+                conv_forward(&g, &a, path, precision(), &xd, &wd, Some(&bd), &mut yd).map_err(e)?;
                 rep.check_dev(&g, &format!("{case}_y"), &yd, y.numel(), &y, (1e-5, 1e-4))?;
                 let mut dxd = g.zeros(x.numel()).map_err(e)?;
-                conv_backward_input(&g, &a, path, &dyd, &wd, &mut dxd).map_err(e)?;
+                conv_backward_input(&g, &a, path, precision(), &dyd, &wd, &mut dxd).map_err(e)?;
                 rep.check_dev(
                     &g,
                     &format!("{case}_dx"),
@@ -396,7 +398,7 @@ fn conv2d_matches_cpu() {
                     (1e-5, 1e-4),
                 )?;
                 let mut dwd = g.zeros(w.numel()).map_err(e)?;
-                conv_backward_weight(&g, &a, path, &xd, &dyd, &mut dwd).map_err(e)?;
+                conv_backward_weight(&g, &a, path, precision(), &xd, &dyd, &mut dwd).map_err(e)?;
                 rep.check_dev(
                     &g,
                     &format!("{case}_dw"),

@@ -221,7 +221,14 @@ pub(super) fn matmul(a: &Tensor, b: &Tensor, ta: bool, tb: bool) -> Result<Tenso
         beta: 0.0,
     };
     produce(dims, |g, c| {
-        launch::matmul(g, &p, &ad.as_view(), &bd.as_view(), &mut c.as_view_mut())
+        launch::matmul(
+            g,
+            &p,
+            precision(),
+            &ad.as_view(),
+            &bd.as_view(),
+            &mut c.as_view_mut(),
+        )
     })
 }
 

@@ -49,7 +49,7 @@ pub(super) fn conv2d(
     }
     let a = conv_args(&g, &p, bs.is_some(), OP)?;
     produce(g.out().to_vec(), |gp, y| {
-        launch::conv_forward(gp, &a, conv_path(&g), xs, ws, bs, y)
+        launch::conv_forward(gp, &a, conv_path(&g), precision(), xs, ws, bs, y)
     })
 }
 
@@ -68,7 +68,7 @@ pub(super) fn conv2d_backward_input(
     }
     let a = conv_args(&g, &p, false, OP)?;
     produce(x_shape.to_vec(), |gp, dx| {
-        launch::conv_backward_input(gp, &a, conv_path(&g), gs, ws, dx)
+        launch::conv_backward_input(gp, &a, conv_path(&g), precision(), gs, ws, dx)
     })
 }
 
@@ -87,7 +87,7 @@ pub(super) fn conv2d_backward_weight(
     }
     let a = conv_args(&g, &p, false, OP)?;
     produce(w_shape.to_vec(), |gp, dw| {
-        launch::conv_backward_weight(gp, &a, conv_path(&g), xs, gs, dw)
+        launch::conv_backward_weight(gp, &a, conv_path(&g), precision(), xs, gs, dw)
     })
 }
 
@@ -411,7 +411,7 @@ pub(super) fn corr_warp(
     let saved = launch::corr_prepare(g, d, &p, qs, ks)?;
     let mut out = g.alloc(b * n * vv)?;
     if !return_attn {
-        launch::corr_warp_fused(g, d, p.scale, &saved, vs, &mut out)?;
+        launch::corr_warp_fused(g, d, p.scale, &saved, vs, &mut out, precision())?;
         return Ok((Tensor::from_cuda(out, vec![b, n, vv])?, None));
     }
     // The reference rung, keeping A: S = scale·q̂ᵀk̂, A = softmax(S), out = A·v.
@@ -421,6 +421,7 @@ pub(super) fn corr_warp(
     launch::matmul(
         g,
         &ps,
+        precision(),
         &saved.qh.as_view(),
         &saved.kh.as_view(),
         &mut s.as_view_mut(),
@@ -430,6 +431,7 @@ pub(super) fn corr_warp(
     launch::matmul(
         g,
         &po,
+        precision(),
         &attn.as_view(),
         &vs.as_view(),
         &mut out.as_view_mut(),
@@ -463,7 +465,8 @@ pub(super) fn corr_warp_backward(
     let d = CorrDims { b, c, n, m, v: vv };
     let g = gpu()?;
     let saved = launch::corr_prepare(g, d, &p, qs, ks)?;
-    let (dq, dk, dv) = launch::corr_warp_backward(g, d, &p, &saved, vs, gs, slab_rows(b, n, m))?;
+    let (dq, dk, dv) =
+        launch::corr_warp_backward(g, d, &p, &saved, vs, gs, slab_rows(b, n, m), precision())?;
     Ok((
         Tensor::from_cuda(dq, q.dims().to_vec())?,
         Tensor::from_cuda(dk, k.dims().to_vec())?,

@@ -1,9 +1,9 @@
 //! conv2d launchers: implicit GEMM (f32 SIMT, or tf32 tensor cores at a precision whose
-//! `tf32_products()` holds: Tf32, Bf16) and the direct reference rung. Each launcher reads the
-//! process-wide precision; its `_at` twin takes it explicitly.
+//! `tf32_products()` holds: Tf32, Bf16) and the direct reference rung. Each launcher takes the
+//! precision explicitly (the backend passes the process-wide `precision()`).
 
 use super::*;
-use crate::backend::precision::{precision, Precision};
+use crate::backend::precision::Precision;
 
 // ---- conv2d -----------------------------------------------------------------------------------
 
@@ -118,21 +118,9 @@ fn igemm_cfg(cols: i64, rows: i64, z: i64) -> (bool, LaunchConfig) {
     (big, cfg(grid, (CONV_THREADS, 1, 1)))
 }
 
-pub fn conv_forward(
-    gpu: &Gpu,
-    a: &ConvArgs,
-    path: ConvPath,
-    x: &CudaSlice<f32>,
-    w: &CudaSlice<f32>,
-    bias: Option<&CudaSlice<f32>>,
-    y: &mut CudaSlice<f32>,
-) -> Result<()> {
-    conv_forward_at(gpu, a, path, precision(), x, w, bias, y)
-}
-
-/// [`conv_forward`] at an explicit precision.
+/// y = conv(x, w) + bias at `prec` (tf32 tensor cores where it allows them and the shape fits).
 #[allow(clippy::too_many_arguments)]
-pub fn conv_forward_at(
+pub fn conv_forward(
     gpu: &Gpu,
     a: &ConvArgs,
     path: ConvPath,
@@ -158,19 +146,8 @@ pub fn conv_forward_at(
     unsafe { b.launch(cf) }.map(|_| ()).map_err(drv(sym))
 }
 
+/// dx of the conv at `prec`.
 pub fn conv_backward_input(
-    gpu: &Gpu,
-    a: &ConvArgs,
-    path: ConvPath,
-    dy: &CudaSlice<f32>,
-    w: &CudaSlice<f32>,
-    dx: &mut CudaSlice<f32>,
-) -> Result<()> {
-    conv_backward_input_at(gpu, a, path, precision(), dy, w, dx)
-}
-
-/// [`conv_backward_input`] at an explicit precision.
-pub fn conv_backward_input_at(
     gpu: &Gpu,
     a: &ConvArgs,
     path: ConvPath,
@@ -188,21 +165,9 @@ pub fn conv_backward_input_at(
     launch!(gpu, sym, cf, a, dy, w, dx)
 }
 
-/// dw [c_out, c_in/groups, kh, kw]; the igemm path splits the n·oh·ow sum when the weight
-/// tiles alone would leave the GPU idle, and sums the partials with `reduce_thread_f32`.
+/// dw [c_out, c_in/groups, kh, kw] at `prec`; the igemm path splits the n·oh·ow sum when the
+/// weight tiles alone would leave the GPU idle, and sums the partials with `reduce_thread_f32`.
 pub fn conv_backward_weight(
-    gpu: &Gpu,
-    a: &ConvArgs,
-    path: ConvPath,
-    x: &CudaSlice<f32>,
-    dy: &CudaSlice<f32>,
-    dw: &mut CudaSlice<f32>,
-) -> Result<()> {
-    conv_backward_weight_at(gpu, a, path, precision(), x, dy, dw)
-}
-
-/// [`conv_backward_weight`] at an explicit precision.
-pub fn conv_backward_weight_at(
     gpu: &Gpu,
     a: &ConvArgs,
     path: ConvPath,

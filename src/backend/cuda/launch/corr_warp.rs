@@ -74,23 +74,9 @@ fn corr_args(d: CorrDims, scale: f32, rows: usize) -> CorrWarpArgs {
     }
 }
 
-/// Fused forward at the process precision: out [b, n, v]. Without `normalize`, q̂ and k̂ are
-/// copies of q and k.
-pub fn corr_warp_forward(
-    gpu: &Gpu,
-    d: CorrDims,
-    p: &crate::backend::CorrWarpParams,
-    q: &CudaSlice<f32>,
-    k: &CudaSlice<f32>,
-    v: &CudaSlice<f32>,
-    out: &mut CudaSlice<f32>,
-) -> Result<CorrSaved> {
-    corr_warp_forward_at(gpu, d, p, q, k, v, out, precision())
-}
-
-/// [`corr_warp_forward`] at an explicit precision.
+/// Fused forward at `prec`: out [b, n, v]. Without `normalize`, q̂ and k̂ are copies of q and k.
 #[allow(clippy::too_many_arguments)]
-pub fn corr_warp_forward_at(
+pub fn corr_warp_forward(
     gpu: &Gpu,
     d: CorrDims,
     p: &crate::backend::CorrWarpParams,
@@ -101,7 +87,7 @@ pub fn corr_warp_forward_at(
     prec: Precision,
 ) -> Result<CorrSaved> {
     let saved = corr_prepare(gpu, d, p, q, k)?;
-    corr_warp_fused_at(gpu, d, p.scale, &saved, v, out, prec)?;
+    corr_warp_fused(gpu, d, p.scale, &saved, v, out, prec)?;
     Ok(saved)
 }
 
@@ -134,20 +120,8 @@ pub fn corr_prepare(
     })
 }
 
-/// The fused flash-style forward over prepared q̂, k̂ at the process precision: out [b, n, v].
+/// The fused flash-style forward over prepared q̂, k̂ at `prec`: out [b, n, v].
 pub fn corr_warp_fused(
-    gpu: &Gpu,
-    d: CorrDims,
-    scale: f32,
-    saved: &CorrSaved,
-    v: &CudaSlice<f32>,
-    out: &mut CudaSlice<f32>,
-) -> Result<()> {
-    corr_warp_fused_at(gpu, d, scale, saved, v, out, precision())
-}
-
-/// [`corr_warp_fused`] at an explicit precision.
-pub fn corr_warp_fused_at(
     gpu: &Gpu,
     d: CorrDims,
     scale: f32,
@@ -181,25 +155,11 @@ pub fn corr_warp_fused_at(
     )
 }
 
-/// Backward by slabs of `slab` query rows at the process precision: returns (dq, dk, dv).
+/// Backward by slabs of `slab` query rows at `prec`, returning (dq, dk, dv): the N × M part in
+/// f32 ([`backward_slabs_f32`]) or bf16 (`bf16::backward`, whose slabs are `slab` rounded up to
+/// 64 rows and capped), then the normalisation's backward in f32.
 #[allow(clippy::too_many_arguments)]
 pub fn corr_warp_backward(
-    gpu: &Gpu,
-    d: CorrDims,
-    p: &crate::backend::CorrWarpParams,
-    saved: &CorrSaved,
-    v: &CudaSlice<f32>,
-    dout: &CudaSlice<f32>,
-    slab: usize,
-) -> Result<(DeviceBuf, DeviceBuf, DeviceBuf)> {
-    corr_warp_backward_at(gpu, d, p, saved, v, dout, slab, precision())
-}
-
-/// [`corr_warp_backward`] at an explicit precision: the N × M part in f32
-/// ([`backward_slabs_f32`]) or bf16 (`bf16::backward`, whose slabs are `slab` rounded up to 64
-/// rows and capped), then the normalisation's backward in f32.
-#[allow(clippy::too_many_arguments)]
-pub fn corr_warp_backward_at(
     gpu: &Gpu,
     d: CorrDims,
     p: &crate::backend::CorrWarpParams,
@@ -311,6 +271,7 @@ fn backward_slabs_f32(
         matmul(
             gpu,
             &pa,
+            precision(),
             &saved.qh.slice(r0..),
             &saved.kh.as_view(),
             &mut s.as_view_mut(),
@@ -329,6 +290,7 @@ fn backward_slabs_f32(
         matmul(
             gpu,
             &pb,
+            precision(),
             &dout.slice(r0 * vv..),
             &v.as_view(),
             &mut da.as_view_mut(),
@@ -377,6 +339,7 @@ fn backward_slabs_f32(
         matmul(
             gpu,
             &pc,
+            precision(),
             &saved.kh.as_view(),
             &da.as_view(),
             &mut dqh.slice_mut(r0..),
@@ -395,6 +358,7 @@ fn backward_slabs_f32(
         matmul(
             gpu,
             &pd,
+            precision(),
             &saved.qh.slice(r0..),
             &da.as_view(),
             &mut dkh.as_view_mut(),
@@ -412,6 +376,7 @@ fn backward_slabs_f32(
         matmul(
             gpu,
             &pe,
+            precision(),
             &s.as_view(),
             &dout.slice(r0 * vv..),
             &mut dv.as_view_mut(),

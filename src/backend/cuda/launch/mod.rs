@@ -294,18 +294,6 @@ pub use train::*;
 
 // ---- matmul -----------------------------------------------------------------------------------
 
-/// C[b] = α·op(A[b])·op(B[b]) + β·C[b] per `p` (leading dims and batch strides in elements), at
-/// the process-wide precision (tf32 tensor cores where `tf32_products` and `tf32_applies`).
-pub fn matmul(
-    gpu: &Gpu,
-    p: &MatmulArgs,
-    a: &CudaView<f32>,
-    b: &CudaView<f32>,
-    c: &mut CudaViewMut<f32>,
-) -> Result<()> {
-    matmul_at(gpu, p, crate::backend::precision(), a, b, c)
-}
-
 /// The matmul kernel for `p` at `prec` and its square tile: 128 when m and n both reach it.
 pub fn matmul_kernel(p: &MatmulArgs, prec: crate::backend::Precision) -> (&'static str, u64) {
     let big = p.m >= 128 && p.n >= 128;
@@ -318,8 +306,9 @@ pub fn matmul_kernel(p: &MatmulArgs, prec: crate::backend::Precision) -> (&'stat
     }
 }
 
-/// [`matmul`] at an explicit precision.
-pub fn matmul_at(
+/// C[b] = α·op(A[b])·op(B[b]) + β·C[b] per `p` (leading dims and batch strides in elements), at
+/// `prec` (tf32 tensor cores where `tf32_products` and `tf32_applies`).
+pub fn matmul(
     gpu: &Gpu,
     p: &MatmulArgs,
     prec: crate::backend::Precision,
@@ -365,7 +354,14 @@ pub fn matmul_simple(
         alpha: 1.0,
         beta: 0.0,
     };
-    matmul(gpu, &p, &a.as_view(), &b.as_view(), &mut c.as_view_mut())
+    matmul(
+        gpu,
+        &p,
+        crate::backend::precision(),
+        &a.as_view(),
+        &b.as_view(),
+        &mut c.as_view_mut(),
+    )
 }
 
 // ---- softmax ----------------------------------------------------------------------------------
