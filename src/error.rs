@@ -20,6 +20,10 @@ pub enum Error {
     #[error("device {device} is not available: {reason}")]
     DeviceUnavailable { device: String, reason: String },
 
+    /// A driver call on a device that did open failed: a kernel fault, out of memory, a copy.
+    #[error("cuda {what} failed: {detail}")]
+    DeviceFault { what: String, detail: String },
+
     #[error("{op}: not implemented on the {backend} backend")]
     NotImplemented {
         op: &'static str,

@@ -62,6 +62,30 @@ fn cuda_tensors_give_typed_errors_where_host_values_are_needed() {
     println!("typed errors ok");
 }
 
+#[test]
+#[ignore]
+fn running_out_of_gpu_memory_is_a_clear_error() {
+    if !gpu_ok() {
+        return;
+    }
+    let g = engine::backend::cuda::launch::global().unwrap();
+    // 2^42 floats, 16 TiB: more than any card has.
+    let err = match g.alloc(1 << 42) {
+        Ok(_) => panic!("a 16 TiB allocation succeeded"),
+        Err(e) => e,
+    };
+    let msg = err.to_string();
+    assert!(matches!(err, Error::DeviceFault { .. }), "{msg}");
+    assert!(
+        msg.contains("out of GPU memory") && msg.contains("--batch"),
+        "{msg}"
+    );
+    // The device stays usable.
+    let d = Tensor::ones([3]).to_device(Device::Cuda).unwrap();
+    assert_eq!(d.to_vec().unwrap(), vec![1.0; 3]);
+    println!("out of memory: {msg}");
+}
+
 /// The tests above without a GPU, on the emulated driver (tests/common/emulated.rs).
 #[test]
 fn on_the_emulated_driver() {

@@ -18,6 +18,7 @@
 // A failing check prints its reason on stderr ("emulated cuda: ...") and returns an error code,
 // which cudarc turns into a DriverError. A kernel that breaks an emulation rule (a divergent
 // barrier, an unrounded mma operand) ends the process (emu::fail).
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <cstdio>
@@ -82,6 +83,8 @@ std::map<std::string, emu_driver::LaunchFn>& kernels() {
 int g_ctx_token;  // the primary context: any non-null handle
 void* g_current = nullptr;
 size_t g_in_use = 0;
+// What the emulated device reports as its memory (host memory backs it).
+constexpr size_t kTotalMem = size_t(16) << 30;
 
 int report(int code, const std::string& why) {
     fprintf(stderr, "emulated cuda: %s\n", why.c_str());
@@ -129,6 +132,11 @@ std::string hex(uintptr_t p) {
 int alloc(CUdeviceptr* out, size_t bytes) {
     if (!out) return INVALID_VALUE;
     std::lock_guard<std::recursive_mutex> l(g_lock);
+    // The device's memory is kTotalMem, as cuMemGetInfo says; past it, a real card's error.
+    if (bytes > kTotalMem - std::min(g_in_use, kTotalMem))
+        return report(OUT_OF_MEMORY, "a " + std::to_string(bytes) + "-byte allocation with " +
+                                         std::to_string(g_in_use) + " bytes in use exceeds the " +
+                                         std::to_string(kTotalMem) + " of the emulated device");
     const size_t body = (bytes + 15) & ~size_t(15);
     // aligned_alloc wants a multiple of the alignment.
     const size_t total = (kGuard + body + kGuard + 255) & ~size_t(255);
@@ -250,12 +258,11 @@ int cuDeviceGetName(char* name, int len, int) {
     snprintf(name, (size_t)len, "%s", "CPU emulation of an sm_90 GPU (tools/kernel_emu/driver)");
     return OK;
 }
-int cuDeviceTotalMem_v2(size_t* bytes, int) { return bytes ? (*bytes = size_t(16) << 30, OK) : INVALID_VALUE; }
+int cuDeviceTotalMem_v2(size_t* bytes, int) { return bytes ? (*bytes = kTotalMem, OK) : INVALID_VALUE; }
 int cuMemGetInfo_v2(size_t* free_b, size_t* total) {
     std::lock_guard<std::recursive_mutex> l(g_lock);
-    const size_t t = size_t(16) << 30;
-    if (free_b) *free_b = g_in_use < t ? t - g_in_use : 0;
-    if (total) *total = t;
+    if (free_b) *free_b = g_in_use < kTotalMem ? kTotalMem - g_in_use : 0;
+    if (total) *total = kTotalMem;
     return OK;
 }
 int cuDeviceGetAttribute(int* v, int attr, int) {

@@ -19,7 +19,25 @@ use cudarc::driver::{
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
+/// A failed driver call on the open device; running out of memory says what needs less.
 fn drv(what: &str) -> impl Fn(DriverError) -> Error + '_ {
+    move |e| {
+        let hint = match e.0 {
+            cudarc::driver::sys::cudaError_enum::CUDA_ERROR_OUT_OF_MEMORY => {
+                " (out of GPU memory: a smaller --batch, a smaller config or --precision bf16 \
+                 needs less)"
+            }
+            _ => "",
+        };
+        Error::DeviceFault {
+            what: what.into(),
+            detail: format!("{e}{hint}"),
+        }
+    }
+}
+
+/// Opening the device failed: it is not available.
+fn unavailable(what: &str) -> impl Fn(DriverError) -> Error + '_ {
     move |e| Error::DeviceUnavailable {
         device: "cuda".into(),
         reason: format!("{what}: {e}"),
@@ -89,10 +107,10 @@ impl Gpu {
             device: "cuda".into(),
             reason,
         })?;
-        let ctx = CudaContext::new(0).map_err(drv("CudaContext::new(0)"))?;
+        let ctx = CudaContext::new(0).map_err(unavailable("CudaContext::new(0)"))?;
         let (major, minor) = ctx
             .compute_capability()
-            .map_err(drv("compute capability"))?;
+            .map_err(unavailable("compute capability"))?;
         let name = ctx.name().unwrap_or_else(|_| "unknown GPU".into());
         let stream = ctx.default_stream();
         Ok(Gpu {
