@@ -1,8 +1,13 @@
-//! Kernel benchmark on the GPU: CUDA-event timing (2 warm-ups, median of 20) of the hand-written
-//! f32 kernels at the shapes of PERFORMANCE.md, launched directly (src/backend/cuda/launch.rs).
-//! Prints a markdown table with ms, TFLOP/s or GB/s, the fraction of the H200 ceiling, and the
-//! PyTorch eager figure from PERFORMANCE.md beside it (H200, not the same run).
+//! Kernel benchmark on the GPU: CUDA-event timing (warm-ups, then the median of the timed runs)
+//! of the hand-written kernels at the shapes of PERFORMANCE.md, launched directly
+//! (src/backend/cuda/launch/). Prints a markdown table with ms, TFLOP/s or GB/s, the fraction of
+//! the H200 ceiling, and the PyTorch eager figure from PERFORMANCE.md beside it (H200, not the
+//! same run; tools' torch_baseline.py times PyTorch in the same run).
 //! `cargo bench --no-default-features --features cuda --bench cuda_kernels`.
+//!
+//! `ENGINE_BENCH_SMOKE=1` (or `--smoke`) runs small shapes through the same code paths instead,
+//! once: a rehearsal of the device run on the emulated driver (tests/cuda_benches.rs), where
+//! the timings mean nothing.
 
 use cudarc::driver::{sys, CudaSlice};
 use engine::backend::cuda::launch::*;
@@ -14,39 +19,139 @@ use engine::{Result, Tensor};
 /// H200 ceilings (PERFORMANCE.md): fp32 SIMT FLOP/s and HBM bytes/s.
 const PEAK_FLOPS: f64 = 51e12;
 const PEAK_BYTES: f64 = 4.2e12;
-const WARMUP: usize = 2;
-const RUNS: usize = 20;
+
+/// The shapes one run times, and how often.
+pub struct Sizes {
+    pub corr: CorrDims,
+    /// Row-slab heights of the f32 corr_warp backward.
+    pub corr_slabs: Vec<usize>,
+    /// Instance norm shapes [B, C, H, W]; `true`: SPADE modulation timed at that shape too.
+    pub norms: Vec<([usize; 4], bool)>,
+    /// conv3x3 C→C at (C, H=W), batch `conv_batch`.
+    pub convs: Vec<(usize, usize)>,
+    pub conv_batch: usize,
+    /// Square matmul size.
+    pub matmul: usize,
+    pub warmup: usize,
+    pub runs: usize,
+}
+
+impl Sizes {
+    /// PERFORMANCE.md's shapes.
+    pub fn full() -> Self {
+        Sizes {
+            corr: CorrDims {
+                b: 4,
+                c: 256,
+                n: 4096,
+                m: 4096,
+                v: 3,
+            },
+            corr_slabs: vec![4096, 1024],
+            norms: vec![([4, 64, 256, 256], true), ([4, 256, 64, 64], false)],
+            convs: vec![(64, 256), (128, 128), (256, 64), (512, 32)],
+            conv_batch: 4,
+            matmul: 8192,
+            warmup: 2,
+            runs: 20,
+        }
+    }
+
+    /// Small shapes through the same code paths: norm rows longer than one chunk (8281 >
+    /// NORM_CHUNK) and shorter, a slabbed corr_warp backward, tf32 and bf16.
+    pub fn smoke() -> Self {
+        Sizes {
+            corr: CorrDims {
+                b: 2,
+                c: 32,
+                n: 96,
+                m: 80,
+                v: 3,
+            },
+            corr_slabs: vec![96, 40],
+            norms: vec![([2, 8, 91, 91], true), ([1, 33, 7, 9], false)],
+            convs: vec![(8, 13), (16, 9)],
+            conv_batch: 2,
+            matmul: 67,
+            warmup: 1,
+            runs: 1,
+        }
+    }
+
+    /// [`Sizes::smoke`] when `ENGINE_BENCH_SMOKE=1` or `--smoke` is given, else [`Sizes::full`].
+    pub fn from_env() -> Self {
+        let smoke = std::env::var("ENGINE_BENCH_SMOKE").is_ok_and(|v| v == "1")
+            || std::env::args().any(|a| a == "--smoke");
+        if smoke {
+            Self::smoke()
+        } else {
+            Self::full()
+        }
+    }
+}
+
+/// PyTorch eager ms from PERFORMANCE.md (H200) for the full shapes; `lookup` finds a shape's.
+const TORCH_CORR_FWD_F32: f64 = 1.545;
+const TORCH_CORR_FWD_BWD_F32: f64 = 4.22;
+const TORCH_CORR_FWD_BF16: f64 = 0.618;
+const TORCH_CORR_FWD_BWD_BF16: f64 = 1.780;
+/// Instance norm [B, C, H, W]: (fwd, fwd+bwd), fp32.
+const TORCH_NORM: [([usize; 4], (f64, f64)); 2] = [
+    ([4, 64, 256, 256], (0.154, 0.366)),
+    ([4, 256, 64, 64], (0.050, 0.216)),
+];
+/// conv3x3 C→C by input shape: fwd fp32 (measured for one shape only), fwd tf32 (cuDNN),
+/// fwd+bwd tf32.
+type ConvFigures = (Option<f64>, f64, f64);
+const TORCH_CONV: [([usize; 4], ConvFigures); 4] = [
+    ([4, 64, 256, 256], (Some(0.490), 0.184, 1.08)),
+    ([4, 128, 128, 128], (None, 0.131, 0.532)),
+    ([4, 256, 64, 64], (None, 0.092, 0.752)),
+    ([4, 512, 32, 32], (None, 0.105, 0.452)),
+];
+/// PyTorch's 8192³ matmul in TFLOP/s: fp32, tf32.
+const TORCH_MATMUL_TFLOPS: (usize, (f64, f64)) = (8192, (51.0, 408.0));
+
+fn lookup<K: PartialEq, V: Copy>(table: &[(K, V)], key: &K) -> Option<V> {
+    table.iter().find(|(k, _)| k == key).map(|(_, v)| *v)
+}
 
 /// What a row is measured in.
-enum Work {
+pub enum Work {
     Flops(f64),
     Bytes(f64),
 }
 
-struct Row {
-    case: String,
-    ms: Option<f64>,
-    work: Work,
+pub struct Row {
+    pub case: String,
+    pub ms: Option<f64>,
+    pub work: Work,
     /// PyTorch eager from PERFORMANCE.md: (ms, precision).
-    torch: Option<(f64, &'static str)>,
-    error: Option<String>,
+    pub torch: Option<(f64, &'static str)>,
+    pub error: Option<String>,
 }
 
-/// Median of RUNS event-timed runs of `f` after WARMUP untimed ones.
-fn time(g: &Gpu, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
+/// What a run measured: the table's rows and the lines printed under it.
+pub struct Report {
+    pub rows: Vec<Row>,
+    pub notes: Vec<String>,
+}
+
+/// Median of `s.runs` event-timed runs of `f` after `s.warmup` untimed ones.
+fn time(g: &Gpu, s: &Sizes, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
     let ev = |what: &str| {
         g.ctx
             .new_event(Some(sys::CUevent_flags::CU_EVENT_DEFAULT))
             .map_err(|err| engine::Error::invalid("bench", format!("{what}: {err}")))
     };
     let drv = |err: cudarc::driver::DriverError| engine::Error::invalid("bench", err.to_string());
-    for _ in 0..WARMUP {
+    for _ in 0..s.warmup {
         f()?;
     }
     g.sync()?;
     let (start, end) = (ev("start")?, ev("end")?);
-    let mut ms = Vec::with_capacity(RUNS);
-    for _ in 0..RUNS {
+    let mut ms = Vec::with_capacity(s.runs);
+    for _ in 0..s.runs.max(1) {
         start.record(&g.stream).map_err(drv)?;
         f()?;
         end.record(&g.stream).map_err(drv)?;
@@ -54,26 +159,23 @@ fn time(g: &Gpu, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
         ms.push(start.elapsed_ms(&end).map_err(drv)? as f64);
     }
     ms.sort_by(|a, b| a.total_cmp(b));
-    Ok(ms[RUNS / 2])
+    Ok(ms[ms.len() / 2])
 }
 
 fn rand_dev(g: &Gpu, n: usize, seed: u64) -> Result<CudaSlice<f32>> {
     g.upload(Tensor::randn(vec![n], 0.0, 1.0, seed).cpu_data()?)
 }
 
-fn corr_rows(g: &Gpu, rows: &mut Vec<Row>) {
-    let d = CorrDims {
-        b: 4,
-        c: 256,
-        n: 4096,
-        m: 4096,
-        v: 3,
-    };
+fn corr_rows(g: &Gpu, s: &Sizes, out: &mut Report) {
+    let d = s.corr;
     let p = CorrWarpParams {
         scale: 100.0,
         normalize: true,
         eps: 1e-6,
     };
+    let name = format!("B{} C{} N{} M{} V{}", d.b, d.c, d.n, d.m, d.v);
+    let full = (d.b, d.c, d.n, d.m, d.v) == (4, 256, 4096, 4096, 3);
+    let torch = |ms: f64, prec: &'static str| full.then_some((ms, prec));
     let (bnm, c, v) = ((d.b * d.n * d.m) as f64, d.c as f64, d.v as f64);
     let fwd_flops = 2.0 * bnm * (c + v);
     // Backward: S recomputed, dA, dq̂, dk̂ (C-sized) and dv (V-sized) products.
@@ -83,138 +185,134 @@ fn corr_rows(g: &Gpu, rows: &mut Vec<Row>) {
         let k = rand_dev(g, d.b * d.c * d.m, 2)?;
         let vv = rand_dev(g, d.b * d.m * d.v, 3)?;
         let dout = rand_dev(g, d.b * d.n * d.v, 4)?;
-        let out = g.zeros(d.b * d.n * d.v)?;
-        Ok((q, k, vv, dout, out))
+        let y = g.zeros(d.b * d.n * d.v)?;
+        Ok((q, k, vv, dout, y))
     };
     let mut bufs = match setup() {
         Ok(b) => b,
         Err(err) => {
-            rows.push(row_err(
-                "corr_warp setup",
-                Work::Flops(fwd_flops),
-                None,
-                err,
-            ));
+            let case = format!("corr_warp {name} setup");
+            out.rows
+                .push(row_err(&case, Work::Flops(fwd_flops), None, err));
             return;
         }
     };
-    let (q, k, vv, dout, out) = (&bufs.0, &bufs.1, &bufs.2, &bufs.3, &mut bufs.4);
-    let fwd = time(g, || {
-        corr_warp_forward(g, d, &p, q, k, vv, out, precision()).map(|_| ())
+    let (q, k, vv, dout, y) = (&bufs.0, &bufs.1, &bufs.2, &bufs.3, &mut bufs.4);
+    let fwd = time(g, s, || {
+        corr_warp_forward(g, d, &p, q, k, vv, y, precision()).map(|_| ())
     });
-    rows.push(row(
-        "corr_warp fused fwd B4 N=M4096 C256 V3 (incl. normalise)",
+    out.rows.push(row(
+        &format!("corr_warp fused fwd {name} (incl. normalise)"),
         fwd,
         Work::Flops(fwd_flops),
-        Some((1.545, "fp32")),
+        torch(TORCH_CORR_FWD_F32, "fp32"),
     ));
-    for slab in [4096, 1024] {
-        let r = time(g, || {
-            let saved = corr_warp_forward(g, d, &p, q, k, vv, out, precision())?;
+    for &slab in &s.corr_slabs {
+        let r = time(g, s, || {
+            let saved = corr_warp_forward(g, d, &p, q, k, vv, y, precision())?;
             corr_warp_backward(g, d, &p, &saved, vv, dout, slab, precision()).map(|_| ())
         });
-        rows.push(row(
-            &format!("corr_warp fwd+bwd B4 C256 V3, bwd slab {slab} rows"),
+        out.rows.push(row(
+            &format!("corr_warp fwd+bwd {name}, bwd slab {slab} rows"),
             r,
             Work::Flops(fwd_flops + bwd_flops),
-            Some((4.22, "fp32")),
+            torch(TORCH_CORR_FWD_BWD_F32, "fp32"),
         ));
     }
     // The bf16 tensor-core path (kernels/corr_warp_bf16.cu) against PyTorch's bf16 eager.
     let bf = Precision::Bf16;
-    let fwd = time(g, || {
-        corr_warp_forward(g, d, &p, q, k, vv, out, bf).map(|_| ())
+    let fwd = time(g, s, || {
+        corr_warp_forward(g, d, &p, q, k, vv, y, bf).map(|_| ())
     });
-    rows.push(row(
-        "corr_warp fwd B4 C256 V3 bf16 (incl. normalise)",
+    out.rows.push(row(
+        &format!("corr_warp fwd {name} bf16 (incl. normalise)"),
         fwd,
         Work::Flops(fwd_flops),
-        Some((0.618, "bf16")),
+        torch(TORCH_CORR_FWD_BF16, "bf16"),
     ));
-    let fb = time(g, || {
-        let saved = corr_warp_forward(g, d, &p, q, k, vv, out, bf)?;
+    let fb = time(g, s, || {
+        let saved = corr_warp_forward(g, d, &p, q, k, vv, y, bf)?;
         corr_warp_backward(g, d, &p, &saved, vv, dout, d.n, bf).map(|_| ())
     });
-    rows.push(row(
-        "corr_warp fwd+bwd B4 C256 V3 bf16",
+    out.rows.push(row(
+        &format!("corr_warp fwd+bwd {name} bf16"),
         fb,
         Work::Flops(fwd_flops + bwd_flops),
-        Some((1.780, "bf16")),
+        torch(TORCH_CORR_FWD_BWD_BF16, "bf16"),
     ));
-    corr_bf16_peak(d, &p);
-}
-
-/// Peak device memory of one bf16 corr_warp fwd+bwd, measured on a fresh `Gpu` (its own pool):
-/// the pool's peak plus the f32 inputs and output allocated outside it. Printed beside
-/// PyTorch's `torch.cuda.max_memory_allocated` for bf16 eager (tools: torch_baseline.py).
-fn corr_bf16_peak(d: CorrDims, p: &CorrWarpParams) {
-    let r = (|| -> Result<(u64, u64)> {
-        let g = Gpu::new()?;
-        let q = rand_dev(&g, d.b * d.c * d.n, 1)?;
-        let k = rand_dev(&g, d.b * d.c * d.m, 2)?;
-        let v = rand_dev(&g, d.b * d.m * d.v, 3)?;
-        let dout = rand_dev(&g, d.b * d.n * d.v, 4)?;
-        let mut out = g.zeros(d.b * d.n * d.v)?;
-        let bf = Precision::Bf16;
-        let saved = corr_warp_forward(&g, d, p, &q, &k, &v, &mut out, bf)?;
-        let grads = corr_warp_backward(&g, d, p, &saved, &v, &dout, d.n, bf)?;
-        g.sync()?;
-        drop((saved, grads));
-        let outside = [&q, &k, &v, &dout, &out]
-            .iter()
-            .map(|b| b.len() as u64 * 4)
-            .sum();
-        Ok((g.mem_stats().peak, outside))
-    })();
     let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
-    match r {
-        Ok((pool, outside)) => println!(
-            "corr_warp fwd+bwd B4 C256 V3 bf16, peak device memory: {:.0} MiB pooled + {:.0} MiB \
-             of f32 inputs/output = {:.0} MiB (PyTorch bf16 eager: 640 MiB on the 2026-11-26 H200 \
-             run, torch_baseline.py's peak note; target below a quarter of it)\n",
+    match corr_bf16_peak(d, &p) {
+        Ok((pool, outside)) => out.notes.push(format!(
+            "corr_warp fwd+bwd {name} bf16, peak device memory: {:.0} MiB pooled + {:.0} MiB \
+             of f32 inputs/output = {:.0} MiB (PyTorch bf16 eager at B4 C256 N=M4096: 640 MiB on \
+             the 2026-11-26 H200 run, torch_baseline.py's peak note; target below a quarter of it)",
             mib(pool),
             mib(outside),
             mib(pool + outside)
-        ),
-        Err(err) => eprintln!("corr_warp bf16 peak memory: {err}"),
+        )),
+        Err(err) => out.rows.push(row_err(
+            &format!("corr_warp fwd+bwd {name} bf16 peak memory"),
+            Work::Bytes(0.0),
+            None,
+            err,
+        )),
     }
 }
 
-fn norm_rows(g: &Gpu, rows: &mut Vec<Row>) {
-    let shapes = [
-        ([4, 64, 256, 256], Some((0.154, 0.366))),
-        ([4, 256, 64, 64], Some((0.050, 0.216))),
-    ];
-    for (s, torch) in shapes {
-        let dims = (s[0], s[1], s[2] * s[3]);
-        let numel = s.iter().product::<usize>();
+/// Peak device memory of one bf16 corr_warp fwd+bwd, measured on a fresh `Gpu` (its own pool):
+/// (the pool's peak, the f32 inputs and output allocated outside it), to set beside PyTorch's
+/// `torch.cuda.max_memory_allocated` for bf16 eager (tools: torch_baseline.py).
+fn corr_bf16_peak(d: CorrDims, p: &CorrWarpParams) -> Result<(u64, u64)> {
+    let g = Gpu::new()?;
+    let q = rand_dev(&g, d.b * d.c * d.n, 1)?;
+    let k = rand_dev(&g, d.b * d.c * d.m, 2)?;
+    let v = rand_dev(&g, d.b * d.m * d.v, 3)?;
+    let dout = rand_dev(&g, d.b * d.n * d.v, 4)?;
+    let mut y = g.zeros(d.b * d.n * d.v)?;
+    let bf = Precision::Bf16;
+    let saved = corr_warp_forward(&g, d, p, &q, &k, &v, &mut y, bf)?;
+    let grads = corr_warp_backward(&g, d, p, &saved, &v, &dout, d.n, bf)?;
+    g.sync()?;
+    drop((saved, grads));
+    let outside = [&q, &k, &v, &dout, &y]
+        .iter()
+        .map(|b| b.len() as u64 * 4)
+        .sum();
+    Ok((g.mem_stats().peak, outside))
+}
+
+fn norm_rows(g: &Gpu, s: &Sizes, out: &mut Report) {
+    for &(shape, with_spade) in &s.norms {
+        let torch = lookup(&TORCH_NORM, &shape);
+        let dims = (shape[0], shape[1], shape[2] * shape[3]);
+        let numel = shape.iter().product::<usize>();
         let bytes = numel as f64 * 4.0;
-        let name = format!("{s:?}").replace(' ', "");
+        let name = format!("{shape:?}").replace(' ', "");
         let r = (|| -> Result<()> {
             let x = rand_dev(g, numel, 10)?;
             let dy = rand_dev(g, numel, 11)?;
-            let (w, b) = (rand_dev(g, s[1], 12)?, rand_dev(g, s[1], 13)?);
+            let (w, b) = (rand_dev(g, shape[1], 12)?, rand_dev(g, shape[1], 13)?);
             let (mut y, mut dx) = (g.zeros(numel)?, g.zeros(numel)?);
-            let fwd = time(g, || {
+            let fwd = time(g, s, || {
                 instance_norm_forward(g, dims, 1e-5, &x, Some(&w), Some(&b), &mut y).map(|_| ())
             });
-            rows.push(row(
+            out.rows.push(row(
                 &format!("instance norm {name} fwd"),
                 fwd,
                 Work::Bytes(2.0 * bytes),
                 torch.map(|t| (t.0, "fp32")),
             ));
-            let fb = time(g, || {
+            let fb = time(g, s, || {
                 let st = instance_norm_forward(g, dims, 1e-5, &x, Some(&w), Some(&b), &mut y)?;
                 instance_norm_backward(g, dims, &x, Some(&w), &st, &dy, &mut dx).map(|_| ())
             });
-            rows.push(row(
+            out.rows.push(row(
                 &format!("instance norm {name} fwd+bwd"),
                 fb,
                 Work::Bytes(5.0 * bytes),
                 torch.map(|t| (t.1, "fp32")),
             ));
-            if s[1] != 64 {
+            if !with_spade {
                 return Ok(());
             }
             let gm = rand_dev(g, numel, 14)?;
@@ -222,20 +320,20 @@ fn norm_rows(g: &Gpu, rows: &mut Vec<Row>) {
             let mut dg = g.zeros(numel)?;
             for pono in [false, true] {
                 let kind = if pono { "PONO" } else { "instance" };
-                let f = time(g, || {
+                let f = time(g, s, || {
                     spade_forward(g, pono, dims, 1e-5, &x, &gm, &bt, &mut y).map(|_| ())
                 });
-                rows.push(row(
+                out.rows.push(row(
                     &format!("SPADE modulation ({kind}) {name} fwd"),
                     f,
                     Work::Bytes(4.0 * bytes),
                     None,
                 ));
-                let fb = time(g, || {
+                let fb = time(g, s, || {
                     let st = spade_forward(g, pono, dims, 1e-5, &x, &gm, &bt, &mut y)?;
                     spade_backward(g, pono, dims, &x, &gm, &st, &dy, &mut dx, &mut dg)
                 });
-                rows.push(row(
+                out.rows.push(row(
                     &format!("SPADE modulation ({kind}) {name} fwd+bwd"),
                     fb,
                     Work::Bytes(9.0 * bytes),
@@ -245,118 +343,89 @@ fn norm_rows(g: &Gpu, rows: &mut Vec<Row>) {
             Ok(())
         })();
         if let Err(err) = r {
-            rows.push(row_err(
-                &format!("norm {name}"),
-                Work::Bytes(bytes),
-                None,
-                err,
-            ));
+            let case = format!("norm {name}");
+            out.rows.push(row_err(&case, Work::Bytes(bytes), None, err));
         }
     }
 }
 
-fn conv_rows(g: &Gpu, rows: &mut Vec<Row>) {
-    // (channels, spatial, PyTorch fwd, fwd+bwd, precision of those figures)
-    let shapes: [(usize, usize, _, _, &str); 4] = [
-        (64, 256, Some(0.490), Some(1.08), "fwd fp32, fwd+bwd tf32"),
-        (128, 128, Some(0.131), Some(0.532), "tf32"),
-        (256, 64, Some(0.092), Some(0.752), "tf32"),
-        (512, 32, Some(0.105), Some(0.452), "tf32"),
-    ];
+fn conv_rows(g: &Gpu, s: &Sizes, out: &mut Report) {
     let p = Conv2dParams {
         padding: (1, 1),
         ..Default::default()
     };
-    for (c, hw, tf, tfb, prec) in shapes {
-        let name = format!("conv3x3 {c}->{c} @{hw}² B4");
-        let (xs, ws) = ([4, c, hw, hw], [c, c, 3, 3]);
-        let flops = 2.0 * 4.0 * (c * hw * hw) as f64 * (c * 9) as f64;
+    let nb = s.conv_batch;
+    for &(c, hw) in &s.convs {
+        let name = format!("conv3x3 {c}->{c} @{hw}² B{nb}");
+        let (xs, ws) = ([nb, c, hw, hw], [c, c, 3, 3]);
+        let torch = lookup(&TORCH_CONV, &xs);
+        let flops = 2.0 * nb as f64 * (c * hw * hw) as f64 * (c * 9) as f64;
         let r = (|| -> Result<()> {
             let a = conv_args(xs, ws, &p, true)
                 .ok_or_else(|| engine::Error::invalid("bench", "empty conv"))?;
-            let n = 4 * c * hw * hw;
+            let n = nb * c * hw * hw;
             let x = rand_dev(g, n, 20)?;
             let w = rand_dev(g, c * c * 9, 21)?;
             let b = rand_dev(g, c, 22)?;
             let dy = rand_dev(g, n, 23)?;
             let (mut y, mut dx, mut dw, mut db) =
                 (g.zeros(n)?, g.zeros(n)?, g.zeros(c * c * 9)?, g.zeros(c)?);
-            let f = time(g, || {
-                conv_forward(g, &a, ConvPath::Auto, precision(), &x, &w, Some(&b), &mut y)
-            });
-            rows.push(row(
-                &format!("{name} fwd"),
-                f,
-                Work::Flops(flops),
-                tf.map(|t| (t, prec_of(prec, true))),
-            ));
-            let fb = time(g, || {
-                conv_forward(g, &a, ConvPath::Auto, precision(), &x, &w, Some(&b), &mut y)?;
-                conv_backward_input(g, &a, ConvPath::Auto, precision(), &dy, &w, &mut dx)?;
-                conv_backward_weight(g, &a, ConvPath::Auto, precision(), &x, &dy, &mut dw)?;
-                conv_backward_bias(g, &a, &dy, &mut db)
-            });
-            rows.push(row(
-                &format!("{name} fwd+bwd"),
-                fb,
-                Work::Flops(3.0 * flops),
-                tfb.map(|t| (t, prec_of(prec, false))),
-            ));
-            // The tf32 tensor-core kernels, beside PyTorch's tf32 (cuDNN) figures.
-            let t = Precision::Tf32;
-            let f = time(g, || {
-                conv_forward(g, &a, ConvPath::Auto, t, &x, &w, Some(&b), &mut y)
-            });
-            let torch_tf32_fwd = TORCH_TF32_CONV_FWD.iter().find(|r| r.0 == c);
-            rows.push(row(
-                &format!("{name} fwd tf32"),
-                f,
-                Work::Flops(flops),
-                torch_tf32_fwd.map(|r| (r.1, "tf32")),
-            ));
-            let fb = time(g, || {
-                conv_forward(g, &a, ConvPath::Auto, t, &x, &w, Some(&b), &mut y)?;
-                conv_backward_input(g, &a, ConvPath::Auto, t, &dy, &w, &mut dx)?;
-                conv_backward_weight(g, &a, ConvPath::Auto, t, &x, &dy, &mut dw)?;
-                conv_backward_bias(g, &a, &dy, &mut db)
-            });
-            rows.push(row(
-                &format!("{name} fwd+bwd tf32"),
-                fb,
-                Work::Flops(3.0 * flops),
-                tfb.map(|t| (t, "tf32")),
-            ));
+            // The f32 SIMT kernels, then the tf32 tensor-core ones beside cuDNN's tf32.
+            for (prec, label) in [(precision(), ""), (Precision::Tf32, " tf32")] {
+                let f = time(g, s, || {
+                    conv_forward(g, &a, ConvPath::Auto, prec, &x, &w, Some(&b), &mut y)
+                });
+                let torch_fwd = match label {
+                    "" => torch.and_then(|t| t.0).map(|ms| (ms, "fp32")),
+                    _ => torch.map(|t| (t.1, "tf32")),
+                };
+                out.rows.push(row(
+                    &format!("{name} fwd{label}"),
+                    f,
+                    Work::Flops(flops),
+                    torch_fwd,
+                ));
+                let fb = time(g, s, || {
+                    conv_forward(g, &a, ConvPath::Auto, prec, &x, &w, Some(&b), &mut y)?;
+                    conv_backward_input(g, &a, ConvPath::Auto, prec, &dy, &w, &mut dx)?;
+                    conv_backward_weight(g, &a, ConvPath::Auto, prec, &x, &dy, &mut dw)?;
+                    conv_backward_bias(g, &a, &dy, &mut db)
+                });
+                out.rows.push(row(
+                    &format!("{name} fwd+bwd{label}"),
+                    fb,
+                    Work::Flops(3.0 * flops),
+                    torch.map(|t| (t.2, "tf32")),
+                ));
+            }
             Ok(())
         })();
         if let Err(err) = r {
-            rows.push(row_err(&name, Work::Flops(flops), None, err));
+            out.rows.push(row_err(&name, Work::Flops(flops), None, err));
         }
     }
 }
 
-/// PyTorch tf32 (cuDNN) conv3x3 forward ms by channel count, PERFORMANCE.md (H200).
-const TORCH_TF32_CONV_FWD: [(usize, f64); 4] =
-    [(64, 0.184), (128, 0.131), (256, 0.092), (512, 0.105)];
-
-/// One large square matmul in f32 and tf32, against PyTorch's matmul at the ceilings
-/// PERFORMANCE.md measured on the H200 (8192³: fp32 51 TFLOP/s, tf32 408 TFLOP/s).
-fn matmul_rows(g: &Gpu, rows: &mut Vec<Row>) {
-    const N: usize = 8192;
-    let flops = 2.0 * (N as f64).powi(3);
+/// One square matmul in f32 and tf32, against PyTorch's matmul at the ceilings PERFORMANCE.md
+/// measured on the H200 for 8192³.
+fn matmul_rows(g: &Gpu, s: &Sizes, out: &mut Report) {
+    let n = s.matmul;
+    let flops = 2.0 * (n as f64).powi(3);
+    let torch = (n == TORCH_MATMUL_TFLOPS.0).then_some(TORCH_MATMUL_TFLOPS.1);
     let r = (|| -> Result<()> {
-        let a = rand_dev(g, N * N, 30)?;
-        let b = rand_dev(g, N * N, 31)?;
-        let mut c = g.zeros(N * N)?;
-        for (prec, torch_tflops) in [(Precision::F32, 51.0), (Precision::Tf32, 408.0)] {
-            let ms = time(g, || {
+        let a = rand_dev(g, n * n, 30)?;
+        let b = rand_dev(g, n * n, 31)?;
+        let mut c = g.zeros(n * n)?;
+        for prec in [Precision::F32, Precision::Tf32] {
+            let ms = time(g, s, || {
                 let p = MatmulArgs {
-                    m: N as i64,
-                    n: N as i64,
-                    k: N as i64,
+                    m: n as i64,
+                    n: n as i64,
+                    k: n as i64,
                     batch: 1,
-                    lda: N as i64,
-                    ldb: N as i64,
-                    ldc: N as i64,
+                    lda: n as i64,
+                    ldb: n as i64,
+                    ldc: n as i64,
                     alpha: 1.0,
                     ..Default::default()
                 };
@@ -369,31 +438,24 @@ fn matmul_rows(g: &Gpu, rows: &mut Vec<Row>) {
                     &mut c.as_view_mut(),
                 )
             });
-            let torch_ms = flops / (torch_tflops * 1e12) * 1e3;
-            let label = if prec == Precision::F32 {
-                "fp32"
-            } else {
-                "tf32"
+            let (tflops, label) = match (torch, prec) {
+                (Some((f32_rate, _)), Precision::F32) => (Some(f32_rate), "fp32"),
+                (Some((_, tf32_rate)), _) => (Some(tf32_rate), "tf32"),
+                (None, _) => (None, ""),
             };
-            rows.push(row(
-                &format!("matmul {N}³ {prec}"),
+            let torch_ms = tflops.map(|t| (flops / (t * 1e12) * 1e3, label));
+            out.rows.push(row(
+                &format!("matmul {n}³ {prec}"),
                 ms,
                 Work::Flops(flops),
-                Some((torch_ms, label)),
+                torch_ms,
             ));
         }
         Ok(())
     })();
     if let Err(err) = r {
-        rows.push(row_err("matmul 8192³", Work::Flops(flops), None, err));
-    }
-}
-
-fn prec_of(p: &'static str, fwd: bool) -> &'static str {
-    match (p, fwd) {
-        ("tf32", _) => "tf32",
-        (_, true) => "fp32",
-        _ => "tf32",
+        let case = format!("matmul {n}³");
+        out.rows.push(row_err(&case, Work::Flops(flops), None, err));
     }
 }
 
@@ -421,13 +483,30 @@ fn row_err(case: &str, work: Work, torch: Option<(f64, &'static str)>, err: engi
     }
 }
 
-fn print_table(card: &str, rows: &[Row]) {
-    println!("\n## CUDA kernel benchmark (f32 SIMT), {card}\n");
-    println!("Median of {RUNS} CUDA-event timed runs after {WARMUP} warm-ups. Ceilings: H200 fp32 SIMT 51 TFLOP/s, HBM 4.2 TB/s.");
+/// Every row at `s`, on `g`.
+pub fn run(g: &Gpu, s: &Sizes) -> Report {
+    let mut out = Report {
+        rows: Vec::new(),
+        notes: Vec::new(),
+    };
+    corr_rows(g, s, &mut out);
+    norm_rows(g, s, &mut out);
+    conv_rows(g, s, &mut out);
+    matmul_rows(g, s, &mut out);
+    out
+}
+
+pub fn print_table(card: &str, s: &Sizes, report: &Report) {
+    println!("\n## CUDA kernel benchmark, {card}\n");
+    println!(
+        "Median of {} CUDA-event timed runs after {} warm-ups. Ceilings: H200 fp32 SIMT 51 \
+         TFLOP/s, HBM 4.2 TB/s.",
+        s.runs, s.warmup
+    );
     println!("PyTorch figures from PERFORMANCE.md, H200, not the same run.\n");
     println!("| case | ms | TFLOP/s or GB/s | fraction of H200 ceiling | PyTorch eager ms (PERFORMANCE.md) | PyTorch/ours |");
     println!("|---|---|---|---|---|---|");
-    for r in rows {
+    for r in &report.rows {
         let torch = r
             .torch
             .map_or("—".to_string(), |(t, p)| format!("{t:.3} ({p})"));
@@ -458,6 +537,9 @@ fn print_table(card: &str, rows: &[Row]) {
             r.case
         );
     }
+    for note in &report.notes {
+        println!("\n{note}");
+    }
 }
 
 fn main() {
@@ -475,10 +557,7 @@ fn main() {
     };
     let card = format!("{} ({})", g.name, g.arch);
     eprintln!("benchmarking on {card}");
-    let mut rows = Vec::new();
-    corr_rows(&g, &mut rows);
-    norm_rows(&g, &mut rows);
-    conv_rows(&g, &mut rows);
-    matmul_rows(&g, &mut rows);
-    print_table(&card, &rows);
+    let sizes = Sizes::from_env();
+    let report = run(&g, &sizes);
+    print_table(&card, &sizes, &report);
 }

@@ -184,8 +184,8 @@ fn bf16_case(ck: &mut Report, g: &Gpu, d: CorrDims, p: CorrWarpParams, slabs: &[
                 ck.check(&case, &got, host(want)?, 1e-5 + atol, 4.0 * U);
             }
             // The whole backward at Bf16, loosely.
-            let grads = corr_warp_backward(g, d, &p, &saved, &vd, &dd, slab, Precision::Bf16)
-                .map_err(e)?;
+            let grads =
+                corr_warp_backward(g, d, &p, &saved, &vd, &dd, slab, Precision::Bf16).map_err(e)?;
             let all = [
                 ("dq", &grads.0, &wq, &f32_grads.0),
                 ("dk", &grads.1, &wk, &f32_grads.1),

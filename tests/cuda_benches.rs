@@ -1,0 +1,73 @@
+//! The two GPU benchmarks (benches/cuda_kernels.rs, benches/cuda_train_step.rs) at their smoke
+//! sizes: every row must run without an error, so a launcher or buffer mistake in a benchmark
+//! shows here, not in the lent GPU's few minutes. The benchmark sources are compiled in as
+//! modules; their `main` is not called. Ignored without a GPU; on the emulated driver below.
+#![cfg(feature = "cuda")]
+
+mod common;
+
+#[allow(dead_code)]
+#[path = "../benches/cuda_kernels.rs"]
+mod cuda_kernels;
+#[allow(dead_code)]
+#[path = "../benches/cuda_train_step.rs"]
+mod cuda_train_step;
+
+use common::gpu_ok;
+use engine::backend::cuda::launch::Gpu;
+use engine::backend::Precision;
+
+#[test]
+#[ignore]
+fn kernel_benchmark_runs_at_smoke_sizes() {
+    if !gpu_ok() {
+        return;
+    }
+    let g = Gpu::new().expect("gpu");
+    let sizes = cuda_kernels::Sizes::smoke();
+    let report = cuda_kernels::run(&g, &sizes);
+    cuda_kernels::print_table("smoke sizes", &sizes, &report);
+    // corr_warp: fwd, one fwd+bwd per slab, bf16 fwd and fwd+bwd; norms: fwd and fwd+bwd, and
+    // four SPADE rows where asked; convs: four rows; matmul: two.
+    let spade = sizes.norms.iter().filter(|n| n.1).count();
+    let want = 1
+        + sizes.corr_slabs.len()
+        + 2
+        + 2 * sizes.norms.len()
+        + 4 * spade
+        + 4 * sizes.convs.len()
+        + 2;
+    assert_eq!(report.rows.len(), want, "rows of the kernel benchmark");
+    for r in &report.rows {
+        assert!(r.error.is_none(), "{}: {:?}", r.case, r.error);
+        let ms = r.ms.expect("a timing");
+        assert!(ms.is_finite() && ms >= 0.0, "{}: {ms} ms", r.case);
+    }
+    assert_eq!(report.notes.len(), 1, "the bf16 corr_warp peak memory line");
+}
+
+#[test]
+#[ignore]
+fn train_step_benchmark_runs_at_smoke_sizes() {
+    if !gpu_ok() {
+        return;
+    }
+    let setup = cuda_train_step::Setup::smoke();
+    for p in Precision::ALL {
+        let line = cuda_train_step::row(p, &setup).unwrap_or_else(|e| panic!("{p}: {e}"));
+        println!("{line}");
+        // | precision | train ms | inference ms | peak GiB |
+        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+        assert_eq!(cells.len(), 6, "{line}");
+        for cell in &cells[2..5] {
+            let v: f64 = cell.parse().unwrap_or_else(|_| panic!("{line}: {cell}"));
+            assert!(v.is_finite() && v >= 0.0, "{line}");
+        }
+    }
+}
+
+/// The tests above without a GPU, on the emulated driver (tests/common/emulated.rs).
+#[test]
+fn on_the_emulated_driver() {
+    common::emulated::rerun_ignored(&[], 400, &[]);
+}
