@@ -128,13 +128,108 @@ pub struct Row {
     pub work: Work,
     /// PyTorch eager from PERFORMANCE.md: (ms, precision).
     pub torch: Option<(f64, &'static str)>,
+    /// The name of the same case in torch_baseline.py's JSON, where it times one.
+    pub torch_key: Option<String>,
     pub error: Option<String>,
 }
 
-/// What a run measured: the table's rows and the lines printed under it.
+/// What a run measured: the table's rows and the bf16 corr_warp's peak memory.
 pub struct Report {
     pub rows: Vec<Row>,
-    pub notes: Vec<String>,
+    pub peak: Option<Peak>,
+}
+
+/// Peak device memory of one bf16 corr_warp fwd+bwd.
+pub struct Peak {
+    pub case: String,
+    pub pooled_mib: f64,
+    /// The f32 inputs and output, allocated outside the pool.
+    pub outside_mib: f64,
+    /// PyTorch's same case in torch_baseline.py's JSON (its note holds the peak).
+    pub torch_key: Option<String>,
+}
+
+/// PyTorch bf16 eager's peak for the corr_warp fwd+bwd at B4 C256 N=M4096, MiB: the
+/// 2026-11-26 H200 run (benches/results), for runs without PyTorch's same-run figure.
+const TORCH_CORR_BF16_PEAK_MIB: f64 = 640.0;
+
+/// PyTorch's timings of the same run: `$OUT/torch_baseline.json` of ../shared/tools/
+/// torch_baseline.py, given as TORCH_BASELINE_JSON (device_run/run.sh perf runs it first).
+/// Name → (ms, note).
+pub struct TorchRun {
+    pub path: String,
+    pub rows: std::collections::HashMap<String, (f64, String)>,
+}
+
+impl TorchRun {
+    pub fn parse(path: &str, text: &str) -> std::result::Result<TorchRun, String> {
+        let v: serde_json::Value =
+            serde_json::from_str(text).map_err(|e| format!("{path}: not JSON: {e}"))?;
+        let list = v
+            .as_array()
+            .ok_or_else(|| format!("{path}: expected a list of rows"))?;
+        let rows = list
+            .iter()
+            .filter_map(|r| {
+                let name = r.get("name")?.as_str()?;
+                let ms = r.get("ms")?.as_f64()?;
+                let note = r.get("note").and_then(|n| n.as_str()).unwrap_or("");
+                Some((name.to_string(), (ms, note.to_string())))
+            })
+            .collect();
+        Ok(TorchRun {
+            path: path.into(),
+            rows,
+        })
+    }
+
+    /// From TORCH_BASELINE_JSON when set; a file that cannot be read is reported and ignored.
+    pub fn from_env() -> Option<TorchRun> {
+        let path = std::env::var("TORCH_BASELINE_JSON").ok()?;
+        let r = std::fs::read_to_string(&path)
+            .map_err(|e| format!("{path}: {e}"))
+            .and_then(|text| TorchRun::parse(&path, &text));
+        match r {
+            Ok(t) => Some(t),
+            Err(e) => {
+                eprintln!("PyTorch's same-run timings not used: {e}");
+                None
+            }
+        }
+    }
+
+    /// The peak memory note ("peak N MiB") of row `key`.
+    pub fn peak_mib(&self, key: &str) -> Option<f64> {
+        let note = &self.rows.get(key)?.1;
+        note.strip_prefix("peak ")?
+            .strip_suffix(" MiB")?
+            .parse()
+            .ok()
+    }
+}
+
+// torch_baseline.py's row names for our shapes (its f-strings, at its full size).
+fn corr_key(d: CorrDims, dtype: &str, pass: &str) -> Option<String> {
+    (d.n == 4096 && d.m == 4096).then(|| {
+        format!(
+            "corr_warp eager B={} C={} V={} {dtype} tf32=False {pass}",
+            d.b, d.c, d.v
+        )
+    })
+}
+
+fn norm_key(s: [usize; 4], pass: &str) -> Option<String> {
+    (s[2] == s[3]).then(|| format!("instance_norm B={} C={} @{} fp32 {pass}", s[0], s[1], s[2]))
+}
+
+fn conv_key(b: usize, c: usize, hw: usize, tf32: bool, pass: &str) -> String {
+    let tf32 = if tf32 { "True" } else { "False" };
+    format!("conv3x3 B={b} {c}->{c} @{hw} float32 tf32={tf32} cl=False {pass}")
+}
+
+fn matmul_key(n: usize, tf32: bool) -> String {
+    let tf32 = if tf32 { "True" } else { "False" };
+    format!("ceiling matmul {n}^3 float32 tf32={tf32}")
 }
 
 /// Median of `s.runs` event-timed runs of `f` after `s.warmup` untimed ones.
@@ -201,55 +296,67 @@ fn corr_rows(g: &Gpu, s: &Sizes, out: &mut Report) {
     let fwd = time(g, s, || {
         corr_warp_forward(g, d, &p, q, k, vv, y, precision()).map(|_| ())
     });
-    out.rows.push(row(
-        &format!("corr_warp fused fwd {name} (incl. normalise)"),
-        fwd,
-        Work::Flops(fwd_flops),
-        torch(TORCH_CORR_FWD_F32, "fp32"),
-    ));
+    out.rows.push(
+        row(
+            &format!("corr_warp fused fwd {name} (incl. normalise)"),
+            fwd,
+            Work::Flops(fwd_flops),
+            torch(TORCH_CORR_FWD_F32, "fp32"),
+        )
+        .keyed(corr_key(d, "float32", "fwd")),
+    );
     for &slab in &s.corr_slabs {
         let r = time(g, s, || {
             let saved = corr_warp_forward(g, d, &p, q, k, vv, y, precision())?;
             corr_warp_backward(g, d, &p, &saved, vv, dout, slab, precision()).map(|_| ())
         });
-        out.rows.push(row(
-            &format!("corr_warp fwd+bwd {name}, bwd slab {slab} rows"),
-            r,
-            Work::Flops(fwd_flops + bwd_flops),
-            torch(TORCH_CORR_FWD_BWD_F32, "fp32"),
-        ));
+        out.rows.push(
+            row(
+                &format!("corr_warp fwd+bwd {name}, bwd slab {slab} rows"),
+                r,
+                Work::Flops(fwd_flops + bwd_flops),
+                torch(TORCH_CORR_FWD_BWD_F32, "fp32"),
+            )
+            .keyed(corr_key(d, "float32", "fwd+bwd")),
+        );
     }
     // The bf16 tensor-core path (kernels/corr_warp_bf16.cu) against PyTorch's bf16 eager.
     let bf = Precision::Bf16;
     let fwd = time(g, s, || {
         corr_warp_forward(g, d, &p, q, k, vv, y, bf).map(|_| ())
     });
-    out.rows.push(row(
-        &format!("corr_warp fwd {name} bf16 (incl. normalise)"),
-        fwd,
-        Work::Flops(fwd_flops),
-        torch(TORCH_CORR_FWD_BF16, "bf16"),
-    ));
+    out.rows.push(
+        row(
+            &format!("corr_warp fwd {name} bf16 (incl. normalise)"),
+            fwd,
+            Work::Flops(fwd_flops),
+            torch(TORCH_CORR_FWD_BF16, "bf16"),
+        )
+        .keyed(corr_key(d, "bfloat16", "fwd")),
+    );
     let fb = time(g, s, || {
         let saved = corr_warp_forward(g, d, &p, q, k, vv, y, bf)?;
         corr_warp_backward(g, d, &p, &saved, vv, dout, d.n, bf).map(|_| ())
     });
-    out.rows.push(row(
-        &format!("corr_warp fwd+bwd {name} bf16"),
-        fb,
-        Work::Flops(fwd_flops + bwd_flops),
-        torch(TORCH_CORR_FWD_BWD_BF16, "bf16"),
-    ));
+    out.rows.push(
+        row(
+            &format!("corr_warp fwd+bwd {name} bf16"),
+            fb,
+            Work::Flops(fwd_flops + bwd_flops),
+            torch(TORCH_CORR_FWD_BWD_BF16, "bf16"),
+        )
+        .keyed(corr_key(d, "bfloat16", "fwd+bwd")),
+    );
     let mib = |b: u64| b as f64 / (1u64 << 20) as f64;
     match corr_bf16_peak(d, &p) {
-        Ok((pool, outside)) => out.notes.push(format!(
-            "corr_warp fwd+bwd {name} bf16, peak device memory: {:.0} MiB pooled + {:.0} MiB \
-             of f32 inputs/output = {:.0} MiB (PyTorch bf16 eager at B4 C256 N=M4096: 640 MiB on \
-             the 2026-11-26 H200 run, torch_baseline.py's peak note; target below a quarter of it)",
-            mib(pool),
-            mib(outside),
-            mib(pool + outside)
-        )),
+        Ok((pool, outside)) => {
+            out.peak = Some(Peak {
+                case: format!("corr_warp fwd+bwd {name} bf16"),
+                pooled_mib: mib(pool),
+                outside_mib: mib(outside),
+                torch_key: corr_key(d, "bfloat16", "fwd+bwd"),
+            })
+        }
         Err(err) => out.rows.push(row_err(
             &format!("corr_warp fwd+bwd {name} bf16 peak memory"),
             Work::Bytes(0.0),
@@ -296,22 +403,28 @@ fn norm_rows(g: &Gpu, s: &Sizes, out: &mut Report) {
             let fwd = time(g, s, || {
                 instance_norm_forward(g, dims, 1e-5, &x, Some(&w), Some(&b), &mut y).map(|_| ())
             });
-            out.rows.push(row(
-                &format!("instance norm {name} fwd"),
-                fwd,
-                Work::Bytes(2.0 * bytes),
-                torch.map(|t| (t.0, "fp32")),
-            ));
+            out.rows.push(
+                row(
+                    &format!("instance norm {name} fwd"),
+                    fwd,
+                    Work::Bytes(2.0 * bytes),
+                    torch.map(|t| (t.0, "fp32")),
+                )
+                .keyed(norm_key(shape, "fwd")),
+            );
             let fb = time(g, s, || {
                 let st = instance_norm_forward(g, dims, 1e-5, &x, Some(&w), Some(&b), &mut y)?;
                 instance_norm_backward(g, dims, &x, Some(&w), &st, &dy, &mut dx).map(|_| ())
             });
-            out.rows.push(row(
-                &format!("instance norm {name} fwd+bwd"),
-                fb,
-                Work::Bytes(5.0 * bytes),
-                torch.map(|t| (t.1, "fp32")),
-            ));
+            out.rows.push(
+                row(
+                    &format!("instance norm {name} fwd+bwd"),
+                    fb,
+                    Work::Bytes(5.0 * bytes),
+                    torch.map(|t| (t.1, "fp32")),
+                )
+                .keyed(norm_key(shape, "fwd+bwd")),
+            );
             if !with_spade {
                 return Ok(());
             }
@@ -379,24 +492,37 @@ fn conv_rows(g: &Gpu, s: &Sizes, out: &mut Report) {
                     "" => torch.and_then(|t| t.0).map(|ms| (ms, "fp32")),
                     _ => torch.map(|t| (t.1, "tf32")),
                 };
-                out.rows.push(row(
-                    &format!("{name} fwd{label}"),
-                    f,
-                    Work::Flops(flops),
-                    torch_fwd,
-                ));
+                out.rows.push(
+                    row(
+                        &format!("{name} fwd{label}"),
+                        f,
+                        Work::Flops(flops),
+                        torch_fwd,
+                    )
+                    .keyed(Some(conv_key(
+                        nb,
+                        c,
+                        hw,
+                        prec == Precision::Tf32,
+                        "fwd",
+                    ))),
+                );
                 let fb = time(g, s, || {
                     conv_forward(g, &a, ConvPath::Auto, prec, &x, &w, Some(&b), &mut y)?;
                     conv_backward_input(g, &a, ConvPath::Auto, prec, &dy, &w, &mut dx)?;
                     conv_backward_weight(g, &a, ConvPath::Auto, prec, &x, &dy, &mut dw)?;
                     conv_backward_bias(g, &a, &dy, &mut db)
                 });
-                out.rows.push(row(
-                    &format!("{name} fwd+bwd{label}"),
-                    fb,
-                    Work::Flops(3.0 * flops),
-                    torch.map(|t| (t.2, "tf32")),
-                ));
+                out.rows.push(
+                    row(
+                        &format!("{name} fwd+bwd{label}"),
+                        fb,
+                        Work::Flops(3.0 * flops),
+                        torch.map(|t| (t.2, "tf32")),
+                    )
+                    // PyTorch's conv fwd+bwd is timed at tf32 only.
+                    .keyed(Some(conv_key(nb, c, hw, true, "fwd+bwd"))),
+                );
             }
             Ok(())
         })();
@@ -444,18 +570,29 @@ fn matmul_rows(g: &Gpu, s: &Sizes, out: &mut Report) {
                 (None, _) => (None, ""),
             };
             let torch_ms = tflops.map(|t| (flops / (t * 1e12) * 1e3, label));
-            out.rows.push(row(
-                &format!("matmul {n}³ {prec}"),
-                ms,
-                Work::Flops(flops),
-                torch_ms,
-            ));
+            out.rows.push(
+                row(
+                    &format!("matmul {n}³ {prec}"),
+                    ms,
+                    Work::Flops(flops),
+                    torch_ms,
+                )
+                .keyed(Some(matmul_key(n, prec == Precision::Tf32))),
+            );
         }
         Ok(())
     })();
     if let Err(err) = r {
         let case = format!("matmul {n}³");
         out.rows.push(row_err(&case, Work::Flops(flops), None, err));
+    }
+}
+
+impl Row {
+    /// The row with the name of PyTorch's same case in torch_baseline.py's JSON.
+    fn keyed(mut self, key: Option<String>) -> Row {
+        self.torch_key = key;
+        self
     }
 }
 
@@ -466,6 +603,7 @@ fn row(case: &str, r: Result<f64>, work: Work, torch: Option<(f64, &'static str)
             ms: Some(ms),
             work,
             torch,
+            torch_key: None,
             error: None,
         },
         Err(err) => row_err(case, work, torch, err),
@@ -479,6 +617,7 @@ fn row_err(case: &str, work: Work, torch: Option<(f64, &'static str)>, err: engi
         ms: None,
         work,
         torch,
+        torch_key: None,
         error: Some(err.to_string()),
     }
 }
@@ -487,7 +626,7 @@ fn row_err(case: &str, work: Work, torch: Option<(f64, &'static str)>, err: engi
 pub fn run(g: &Gpu, s: &Sizes) -> Report {
     let mut out = Report {
         rows: Vec::new(),
-        notes: Vec::new(),
+        peak: None,
     };
     corr_rows(g, s, &mut out);
     norm_rows(g, s, &mut out);
@@ -496,24 +635,42 @@ pub fn run(g: &Gpu, s: &Sizes) -> Report {
     out
 }
 
-pub fn print_table(card: &str, s: &Sizes, report: &Report) {
+/// The table, with PyTorch's same-run figures beside ours where `torch` has them.
+pub fn print_table(card: &str, s: &Sizes, report: &Report, torch: Option<&TorchRun>) {
     println!("\n## CUDA kernel benchmark, {card}\n");
     println!(
         "Median of {} CUDA-event timed runs after {} warm-ups. Ceilings: H200 fp32 SIMT 51 \
-         TFLOP/s, HBM 4.2 TB/s.",
+         TFLOP/s, HBM 4.2 TB/s. Ratios are PyTorch ms / ours (above 1: ours is faster).",
         s.runs, s.warmup
     );
-    println!("PyTorch figures from PERFORMANCE.md, H200, not the same run.\n");
-    println!("| case | ms | TFLOP/s or GB/s | fraction of H200 ceiling | PyTorch eager ms (PERFORMANCE.md) | PyTorch/ours |");
-    println!("|---|---|---|---|---|---|");
+    match torch {
+        Some(t) => println!(
+            "Same run: PyTorch eager on this card from {}; PERFORMANCE.md: H200, an earlier run.\n",
+            t.path
+        ),
+        None => println!("No same-run PyTorch figures (TORCH_BASELINE_JSON unset); PERFORMANCE.md: H200, an earlier run.\n"),
+    }
+    println!("| case | ms | TFLOP/s or GB/s | fraction of H200 ceiling | PyTorch same run ms | ratio | PyTorch PERFORMANCE.md ms | ratio |");
+    println!("|---|---|---|---|---|---|---|---|");
+    let mut missing = Vec::new();
     for r in &report.rows {
-        let torch = r
+        let same = match (torch, &r.torch_key) {
+            (Some(t), Some(k)) => {
+                let hit = t.rows.get(k).map(|v| v.0);
+                if hit.is_none() {
+                    missing.push(k.clone());
+                }
+                hit
+            }
+            _ => None,
+        };
+        let doc = r
             .torch
             .map_or("—".to_string(), |(t, p)| format!("{t:.3} ({p})"));
         let Some(ms) = r.ms else {
             let err = r.error.as_deref().unwrap_or("failed");
             println!(
-                "| {} | FAILED: {} | | | {torch} | |",
+                "| {} | FAILED: {} | | | | | {doc} | |",
                 r.case,
                 err.replace('|', "/")
             );
@@ -529,16 +686,40 @@ pub fn print_table(card: &str, s: &Sizes, report: &Report) {
                 b / (ms * 1e-3) / PEAK_BYTES,
             ),
         };
-        let ratio = r
-            .torch
-            .map_or("—".to_string(), |(t, _)| format!("{:.2}", t / ms));
+        let ratio = |t: Option<f64>| t.map_or("—".to_string(), |t| format!("{:.2}", t / ms));
+        let same_ms = same.map_or("—".to_string(), |t| format!("{t:.3}"));
         println!(
-            "| {} | {ms:.3} | {rate} | {frac:.2} | {torch} | {ratio} |",
-            r.case
+            "| {} | {ms:.3} | {rate} | {frac:.2} | {same_ms} | {} | {doc} | {} |",
+            r.case,
+            ratio(same),
+            ratio(r.torch.map(|t| t.0))
         );
     }
-    for note in &report.notes {
-        println!("\n{note}");
+    if let Some(p) = &report.peak {
+        let theirs = match (torch, &p.torch_key) {
+            (Some(t), Some(k)) => t.peak_mib(k).map(|m| (m, "same run")),
+            _ => None,
+        }
+        .or_else(|| {
+            p.torch_key
+                .as_ref()
+                .map(|_| (TORCH_CORR_BF16_PEAK_MIB, "the 2026-11-26 H200 run"))
+        });
+        let ours = p.pooled_mib + p.outside_mib;
+        print!(
+            "\n{}, peak device memory: {:.1} MiB pooled + {:.1} MiB of f32 inputs/output = {ours:.1} MiB",
+            p.case, p.pooled_mib, p.outside_mib
+        );
+        match theirs {
+            Some((m, when)) => println!(
+                "; PyTorch bf16 eager {m:.0} MiB ({when}): {:.3} of it (target below 0.25)",
+                ours / m
+            ),
+            None => println!(),
+        }
+    }
+    if !missing.is_empty() {
+        println!("\nNo PyTorch row of these names in the same-run JSON: {missing:?}");
     }
 }
 
@@ -558,6 +739,7 @@ fn main() {
     let card = format!("{} ({})", g.name, g.arch);
     eprintln!("benchmarking on {card}");
     let sizes = Sizes::from_env();
+    let torch = TorchRun::from_env();
     let report = run(&g, &sizes);
-    print_table(&card, &sizes, &report);
+    print_table(&card, &sizes, &report, torch.as_ref());
 }

@@ -26,7 +26,7 @@ fn kernel_benchmark_runs_at_smoke_sizes() {
     let g = Gpu::new().expect("gpu");
     let sizes = cuda_kernels::Sizes::smoke();
     let report = cuda_kernels::run(&g, &sizes);
-    cuda_kernels::print_table("smoke sizes", &sizes, &report);
+    cuda_kernels::print_table("smoke sizes", &sizes, &report, None);
     // corr_warp: fwd, one fwd+bwd per slab, bf16 fwd and fwd+bwd; norms: fwd and fwd+bwd, and
     // four SPADE rows where asked; convs: four rows; matmul: two.
     let spade = sizes.norms.iter().filter(|n| n.1).count();
@@ -43,7 +43,11 @@ fn kernel_benchmark_runs_at_smoke_sizes() {
         let ms = r.ms.expect("a timing");
         assert!(ms.is_finite() && ms >= 0.0, "{}: {ms} ms", r.case);
     }
-    assert_eq!(report.notes.len(), 1, "the bf16 corr_warp peak memory line");
+    let peak = report
+        .peak
+        .as_ref()
+        .expect("the bf16 corr_warp's peak memory");
+    assert!(peak.pooled_mib > 0.0 && peak.outside_mib > 0.0);
 }
 
 #[test]
@@ -63,6 +67,28 @@ fn train_step_benchmark_runs_at_smoke_sizes() {
             let v: f64 = cell.parse().unwrap_or_else(|_| panic!("{line}: {cell}"));
             assert!(v.is_finite() && v >= 0.0, "{line}");
         }
+    }
+}
+
+/// PyTorch's same-run rows come from torch_baseline.py's JSON: rows with a time are read (with
+/// their peak-memory note), error rows are left out, and a file that is not such a list is an
+/// error naming it.
+#[test]
+fn same_run_pytorch_rows_are_read_from_its_json() {
+    let text = r#"[
+ {"name": "corr_warp eager B=4 C=256 V=3 bfloat16 tf32=False fwd+bwd", "ms": 1.78, "tflops": 9.3, "note": "peak 640 MiB"},
+ {"name": "ceiling matmul 8192^3 float32 tf32=True", "ms": 2.69, "tflops": 408.0},
+ {"name": "sdpa", "error": "RuntimeError('no kernel')"}
+]"#;
+    let t = cuda_kernels::TorchRun::parse("t.json", text).unwrap();
+    assert_eq!(t.rows.len(), 2);
+    let corr = "corr_warp eager B=4 C=256 V=3 bfloat16 tf32=False fwd+bwd";
+    assert_eq!(t.rows[corr].0, 1.78);
+    assert_eq!(t.peak_mib(corr), Some(640.0));
+    assert_eq!(t.peak_mib("ceiling matmul 8192^3 float32 tf32=True"), None);
+    for bad in ["{", r#"{"name": "x"}"#] {
+        let e = cuda_kernels::TorchRun::parse("t.json", bad).err().unwrap();
+        assert!(e.starts_with("t.json: "), "{e}");
     }
 }
 

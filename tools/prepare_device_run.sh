@@ -146,18 +146,21 @@ tests)
     grep -E -A4 'panicked' "$out/tests.log" | head -40
     ;;
 perf)
-    echo "=== bench (cuda_kernels) ==="
-    timeout 200 "$here/cuda_kernels" >"$out/bench.md" 2>"$out/bench.err"
-    echo "bench exit: $? (124 = timed out)"
-    tail -5 "$out/bench.err"
+    # PyTorch first: the benchmark reads its JSON and prints the same-run ratio on each row.
     if [ -f "$here/torch_baseline.py" ] && python3 -c 'import torch' 2>/dev/null; then
         echo "=== PyTorch on the same card ==="
         OUT="$out" timeout 150 python3 "$here/torch_baseline.py" >"$out/torch.log" 2>&1
         echo "torch exit: $?"
-        tail -60 "$out/torch.log"
+        grep -E '^(device|# section)' "$out/torch.log"
+        sed -n '/^TABLE/,$p' "$out/torch.log" | grep -E '^(sdpa|spade|conv.*cl=True)'
+        export TORCH_BASELINE_JSON="$out/torch_baseline.json"
     else
         echo "no PyTorch here or no yardstick script: PyTorch not timed"
     fi
+    echo "=== bench (cuda_kernels) ==="
+    timeout 200 "$here/cuda_kernels" >"$out/bench.md" 2>"$out/bench.err"
+    echo "bench exit: $? (124 = timed out)"
+    tail -5 "$out/bench.err"
     san=$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer 2>/dev/null | head -1)
     if [ -n "$san" ]; then
         echo "=== compute-sanitizer ($san) ==="
