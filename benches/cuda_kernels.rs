@@ -15,6 +15,11 @@ use engine::backend::cuda::params::MatmulArgs;
 use engine::backend::precision::Precision;
 use engine::backend::{precision, Conv2dParams, CorrWarpParams};
 use engine::{Result, Tensor};
+/// PyTorch's same-run timings (device_run/run.sh perf runs ../shared/tools/torch_baseline.py
+/// first and passes its JSON as TORCH_BASELINE_JSON).
+#[path = "shared/torch_run.rs"]
+pub mod torch_run;
+use torch_run::TorchRun;
 
 /// H200 ceilings (PERFORMANCE.md): fp32 SIMT FLOP/s and HBM bytes/s.
 const PEAK_FLOPS: f64 = 51e12;
@@ -152,61 +157,6 @@ pub struct Peak {
 /// PyTorch bf16 eager's peak for the corr_warp fwd+bwd at B4 C256 N=M4096, MiB: the
 /// 2026-11-26 H200 run (benches/results), for runs without PyTorch's same-run figure.
 const TORCH_CORR_BF16_PEAK_MIB: f64 = 640.0;
-
-/// PyTorch's timings of the same run: `$OUT/torch_baseline.json` of ../shared/tools/
-/// torch_baseline.py, given as TORCH_BASELINE_JSON (device_run/run.sh perf runs it first).
-/// Name → (ms, note).
-pub struct TorchRun {
-    pub path: String,
-    pub rows: std::collections::HashMap<String, (f64, String)>,
-}
-
-impl TorchRun {
-    pub fn parse(path: &str, text: &str) -> std::result::Result<TorchRun, String> {
-        let v: serde_json::Value =
-            serde_json::from_str(text).map_err(|e| format!("{path}: not JSON: {e}"))?;
-        let list = v
-            .as_array()
-            .ok_or_else(|| format!("{path}: expected a list of rows"))?;
-        let rows = list
-            .iter()
-            .filter_map(|r| {
-                let name = r.get("name")?.as_str()?;
-                let ms = r.get("ms")?.as_f64()?;
-                let note = r.get("note").and_then(|n| n.as_str()).unwrap_or("");
-                Some((name.to_string(), (ms, note.to_string())))
-            })
-            .collect();
-        Ok(TorchRun {
-            path: path.into(),
-            rows,
-        })
-    }
-
-    /// From TORCH_BASELINE_JSON when set; a file that cannot be read is reported and ignored.
-    pub fn from_env() -> Option<TorchRun> {
-        let path = std::env::var("TORCH_BASELINE_JSON").ok()?;
-        let r = std::fs::read_to_string(&path)
-            .map_err(|e| format!("{path}: {e}"))
-            .and_then(|text| TorchRun::parse(&path, &text));
-        match r {
-            Ok(t) => Some(t),
-            Err(e) => {
-                eprintln!("PyTorch's same-run timings not used: {e}");
-                None
-            }
-        }
-    }
-
-    /// The peak memory note ("peak N MiB") of row `key`.
-    pub fn peak_mib(&self, key: &str) -> Option<f64> {
-        let note = &self.rows.get(key)?.1;
-        note.strip_prefix("peak ")?
-            .strip_suffix(" MiB")?
-            .parse()
-            .ok()
-    }
-}
 
 // torch_baseline.py's row names for our shapes (its f-strings, at its full size).
 fn corr_key(d: CorrDims, dtype: &str, pass: &str) -> Option<String> {
@@ -656,7 +606,7 @@ pub fn print_table(card: &str, s: &Sizes, report: &Report, torch: Option<&TorchR
     for r in &report.rows {
         let same = match (torch, &r.torch_key) {
             (Some(t), Some(k)) => {
-                let hit = t.rows.get(k).map(|v| v.0);
+                let hit = t.ms(k);
                 if hit.is_none() {
                     missing.push(k.clone());
                 }
@@ -739,7 +689,7 @@ fn main() {
     let card = format!("{} ({})", g.name, g.arch);
     eprintln!("benchmarking on {card}");
     let sizes = Sizes::from_env();
-    let torch = TorchRun::from_env();
+    let torch = TorchRun::from_env("TORCH_BASELINE_JSON");
     let report = run(&g, &sizes);
     print_table(&card, &sizes, &report, torch.as_ref());
 }

@@ -19,6 +19,11 @@ use engine::pose::LabelKind;
 use engine::train_step::{Stage1Batch, Stage1Trainer};
 use engine::{Device, Result, Tensor, Var};
 use std::time::Instant;
+/// PyTorch's same-run timings (device_run/run.sh model runs ../shared/tools/
+/// torch_model_baseline.py first and passes its JSON as TORCH_MODEL_JSON).
+#[path = "shared/torch_run.rs"]
+pub mod torch_run;
+use torch_run::TorchRun;
 
 /// What one run times.
 pub struct Setup {
@@ -101,8 +106,17 @@ fn batch(setup: &Setup) -> Result<Stage1Batch> {
     b.to_device(Device::Cuda)
 }
 
-/// One table row: the setup timed at precision `p`.
-pub fn row(p: Precision, setup: &Setup) -> Result<String> {
+/// What one precision measured.
+#[derive(Clone, Copy, Debug)]
+pub struct Timing {
+    pub train_ms: f64,
+    pub infer_ms: f64,
+    /// The device pool's peak.
+    pub peak_gib: f64,
+}
+
+/// The setup timed at precision `p`.
+pub fn measure(p: Precision, setup: &Setup) -> Result<Timing> {
     set_precision(p);
     let vgg = Vgg19::new(setup.vgg, 7)?;
     let mut t = Stage1Trainer::new(&setup.cfg, 5, vgg)?;
@@ -121,26 +135,58 @@ pub fn row(p: Precision, setup: &Setup) -> Result<String> {
             .to_vec()
             .map(|_| ())
     })?;
-    let peak = global()?.mem_stats().peak as f64 / (1 << 30) as f64;
-    Ok(format!(
-        "| {p} | {train_ms:.1} | {infer_ms:.1} | {peak:.2} |"
-    ))
+    let peak_gib = global()?.mem_stats().peak as f64 / (1 << 30) as f64;
+    Ok(Timing {
+        train_ms,
+        infer_ms,
+        peak_gib,
+    })
 }
 
-/// With precisions as arguments, prints their rows; with none, runs itself once per precision
-/// (a fresh process each, so every row's pool peak is its own).
+/// The mode of torch_model_baseline.py set beside a precision: it times eager fp32 with tf32
+/// convolutions, and bf16 autocast.
+fn torch_mode(p: Precision) -> &'static str {
+    match p {
+        Precision::Bf16 => "bf16-autocast",
+        _ => "fp32+tf32conv",
+    }
+}
+
+/// One table row: ours, and PyTorch's same-run figures where `torch` has this setup's.
+fn table_row(p: Precision, setup: &Setup, t: &Timing, torch: Option<&TorchRun>) -> String {
+    let (n, s) = (setup.batch, setup.cfg.image_size);
+    let mode = torch_mode(p);
+    let theirs = |what: &str| torch.and_then(|r| r.ms(&format!("{what} B={n} {s}² {mode}")));
+    let cell = |v: Option<f64>| v.map_or("—".to_string(), |v| format!("{v:.1}"));
+    let ratio =
+        |v: Option<f64>, ours: f64| v.map_or("—".to_string(), |v| format!("{:.2}", v / ours));
+    let (tt, ti) = (theirs("train iteration"), theirs("generator inference"));
+    format!(
+        "| {p} | {:.1} | {:.1} | {:.2} | {mode} | {} | {} | {} | {} |",
+        t.train_ms,
+        t.infer_ms,
+        t.peak_gib,
+        cell(tt),
+        ratio(tt, t.train_ms),
+        cell(ti),
+        ratio(ti, t.infer_ms)
+    )
+}
+
+/// With a precision as argument, prints its timing as one `timing` line (or an `error` line);
+/// with none, runs itself once per precision (a fresh process each, so every row's pool peak is
+/// its own) and prints the table.
 fn main() {
-    let asked: Vec<Precision> = std::env::args().filter_map(|a| a.parse().ok()).collect();
+    let asked: Option<Precision> = std::env::args().find_map(|a| a.parse().ok());
     let setup = Setup::from_env();
-    if !asked.is_empty() {
-        for p in asked {
-            match row(p, &setup) {
-                Ok(line) => println!("{line}"),
-                Err(e) => println!("| {p} | error: {e} | | |"),
-            }
+    if let Some(p) = asked {
+        match measure(p, &setup) {
+            Ok(t) => println!("timing {} {} {}", t.train_ms, t.infer_ms, t.peak_gib),
+            Err(e) => println!("error {e}"),
         }
         return;
     }
+    let torch = TorchRun::from_env("TORCH_MODEL_JSON");
     println!(
         "# {name} config, {label:?} label, batch {batch}, {size}×{size}: one stage-1 training \
          iteration and one inference (median of {runs})\n",
@@ -150,20 +196,63 @@ fn main() {
         size = setup.cfg.image_size,
         runs = setup.runs
     );
-    println!("| precision | train iteration ms | inference ms | pool peak GiB |");
-    println!("|---|---|---|---|");
+    match &torch {
+        Some(t) => println!(
+            "PyTorch: the same run on this card, {}. Ratios are PyTorch ms / ours.\n",
+            t.path
+        ),
+        None => println!("No same-run PyTorch figures (TORCH_MODEL_JSON unset).\n"),
+    }
+    println!("| precision | train iteration ms | inference ms | pool peak GiB | PyTorch mode | PyTorch train ms | ratio | PyTorch inference ms | ratio |");
+    println!("|---|---|---|---|---|---|---|---|---|");
     let me = std::env::current_exe().expect("own executable");
+    let smoke = std::env::args().any(|a| a == "--smoke");
     for p in Precision::ALL {
         // The child reads ENGINE_BENCH_SMOKE itself; `--smoke` is passed on.
-        let smoke = std::env::args().any(|a| a == "--smoke");
         let mut child = std::process::Command::new(&me);
         child.arg(p.name());
         if smoke {
             child.arg("--smoke");
         }
-        match child.output() {
-            Ok(out) => print!("{}", String::from_utf8_lossy(&out.stdout)),
-            Err(e) => println!("| {p} | could not run: {e} | | |"),
+        let got = child
+            .output()
+            .map_err(|e| format!("could not run: {e}"))
+            .and_then(|out| {
+                parse_child(
+                    &String::from_utf8_lossy(&out.stdout),
+                    &String::from_utf8_lossy(&out.stderr),
+                )
+            });
+        match got {
+            Ok(t) => println!("{}", table_row(p, &setup, &t, torch.as_ref())),
+            Err(e) => println!("| {p} | {} | | | | | | | |", e.replace('|', "/")),
         }
     }
+}
+
+/// The child's `timing TRAIN INFER PEAK` line, or its error (from its stderr when it printed
+/// neither, e.g. after a panic).
+pub fn parse_child(out: &str, err: &str) -> std::result::Result<Timing, String> {
+    for line in out.lines() {
+        if let Some(e) = line.strip_prefix("error ") {
+            return Err(e.to_string());
+        }
+        if let Some(rest) = line.strip_prefix("timing ") {
+            let v: Vec<f64> = rest.split(' ').filter_map(|x| x.parse().ok()).collect();
+            if let [train_ms, infer_ms, peak_gib] = v[..] {
+                return Ok(Timing {
+                    train_ms,
+                    infer_ms,
+                    peak_gib,
+                });
+            }
+        }
+    }
+    // A panic's location line and its message, else the last line.
+    let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
+    let why = match lines.iter().position(|l| l.contains("panicked at")) {
+        Some(i) => lines[i..lines.len().min(i + 2)].join(" "),
+        None => lines.last().unwrap_or(&"").to_string(),
+    };
+    Err(format!("no timing from the child process: {why}"))
 }

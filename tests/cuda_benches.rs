@@ -58,14 +58,10 @@ fn train_step_benchmark_runs_at_smoke_sizes() {
     }
     let setup = cuda_train_step::Setup::smoke();
     for p in Precision::ALL {
-        let line = cuda_train_step::row(p, &setup).unwrap_or_else(|e| panic!("{p}: {e}"));
-        println!("{line}");
-        // | precision | train ms | inference ms | peak GiB |
-        let cells: Vec<&str> = line.split('|').map(str::trim).collect();
-        assert_eq!(cells.len(), 6, "{line}");
-        for cell in &cells[2..5] {
-            let v: f64 = cell.parse().unwrap_or_else(|_| panic!("{line}: {cell}"));
-            assert!(v.is_finite() && v >= 0.0, "{line}");
+        let t = cuda_train_step::measure(p, &setup).unwrap_or_else(|e| panic!("{p}: {e}"));
+        println!("{p}: {t:?}");
+        for v in [t.train_ms, t.infer_ms, t.peak_gib] {
+            assert!(v.is_finite() && v > 0.0, "{p}: {t:?}");
         }
     }
 }
@@ -80,16 +76,35 @@ fn same_run_pytorch_rows_are_read_from_its_json() {
  {"name": "ceiling matmul 8192^3 float32 tf32=True", "ms": 2.69, "tflops": 408.0},
  {"name": "sdpa", "error": "RuntimeError('no kernel')"}
 ]"#;
-    let t = cuda_kernels::TorchRun::parse("t.json", text).unwrap();
+    let t = cuda_kernels::torch_run::TorchRun::parse("t.json", text).unwrap();
     assert_eq!(t.rows.len(), 2);
     let corr = "corr_warp eager B=4 C=256 V=3 bfloat16 tf32=False fwd+bwd";
     assert_eq!(t.rows[corr].0, 1.78);
     assert_eq!(t.peak_mib(corr), Some(640.0));
     assert_eq!(t.peak_mib("ceiling matmul 8192^3 float32 tf32=True"), None);
     for bad in ["{", r#"{"name": "x"}"#] {
-        let e = cuda_kernels::TorchRun::parse("t.json", bad).err().unwrap();
+        let e = cuda_kernels::torch_run::TorchRun::parse("t.json", bad)
+            .err()
+            .unwrap();
         assert!(e.starts_with("t.json: "), "{e}");
     }
+}
+
+/// The train-step benchmark's parent reads each child's timing line, its error line, or, when
+/// the child printed neither (a panic), the last line of its stderr.
+#[test]
+fn train_step_children_report_a_timing_or_why_not() {
+    let t = cuda_train_step::parse_child("setting up\ntiming 812.5 97.25 41.5\n", "").unwrap();
+    assert_eq!((t.train_ms, t.infer_ms, t.peak_gib), (812.5, 97.25, 41.5));
+    let e = cuda_train_step::parse_child("error cuda alloc failed: out of GPU memory\n", "");
+    assert_eq!(e.unwrap_err(), "cuda alloc failed: out of GPU memory");
+    let stderr =
+        "thread 'main' panicked at src/x.rs:1:2:\nbad shape\nnote: run with RUST_BACKTRACE\n";
+    let e = cuda_train_step::parse_child("", stderr).unwrap_err();
+    assert!(e.ends_with("panicked at src/x.rs:1:2: bad shape"), "{e}");
+    let e = cuda_train_step::parse_child("", "killed\n").unwrap_err();
+    assert!(e.ends_with(": killed"), "{e}");
+    assert!(cuda_train_step::parse_child("timing 1 2\n", "").is_err());
 }
 
 /// The tests above without a GPU, on the emulated driver (tests/common/emulated.rs).

@@ -177,17 +177,21 @@ perf)
     cat "$out/bench.md"
     ;;
 model)
+    # PyTorch first: the benchmark reads its JSON and prints the same-run ratios.
+    if [ -f "$here/torch_model_baseline.py" ] && python3 -c 'import torch' 2>/dev/null; then
+        echo "=== PyTorch, the same model on the same card ==="
+        OUT="$out" timeout 240 python3 "$here/torch_model_baseline.py" >"$out/torch_model.log" 2>&1
+        echo "torch exit: $?"
+        grep -v '^ ' "$out/torch_model.log" | tail -8
+        export TORCH_MODEL_JSON="$out/torch_model_baseline.json"
+    else
+        echo "no PyTorch here or no yardstick script: PyTorch not timed"
+    fi
     echo "=== paper-config iteration (cuda_train_step) ==="
     timeout 240 "$here/cuda_train_step" >"$out/train_step.md" 2>"$out/train_step.err"
     echo "exit: $? (124 = timed out)"
     tail -5 "$out/train_step.err"
     cat "$out/train_step.md"
-    if [ -f "$here/torch_model_baseline.py" ] && python3 -c 'import torch' 2>/dev/null; then
-        echo "=== PyTorch, the same model on the same card ==="
-        OUT="$out" timeout 240 python3 "$here/torch_model_baseline.py" >"$out/torch_model.log" 2>&1
-        echo "torch exit: $?"
-        grep -v '^ ' "$out/torch_model.log" | tail -40
-    fi
     ;;
 *)
     echo "usage: run.sh tests|perf|model"
