@@ -15,11 +15,12 @@ use engine::backend::cuda::params::MatmulArgs;
 use engine::backend::precision::Precision;
 use engine::backend::{precision, Conv2dParams, CorrWarpParams};
 use engine::{Result, Tensor};
-/// PyTorch's same-run timings (device_run/run.sh perf runs ../shared/tools/torch_baseline.py
-/// first and passes its JSON as TORCH_BASELINE_JSON).
-#[path = "shared/torch_run.rs"]
-pub mod torch_run;
-use torch_run::TorchRun;
+
+/// The smoke switch and PyTorch's same-run timings (run.sh perf runs ../shared/tools/
+/// torch_baseline.py first and passes its JSON as TORCH_BASELINE_JSON).
+#[path = "shared/mod.rs"]
+pub mod shared;
+use shared::torch_run::TorchRun;
 
 /// H200 ceilings (PERFORMANCE.md): fp32 SIMT FLOP/s and HBM bytes/s.
 const PEAK_FLOPS: f64 = 51e12;
@@ -85,9 +86,7 @@ impl Sizes {
 
     /// [`Sizes::smoke`] when `ENGINE_BENCH_SMOKE=1` or `--smoke` is given, else [`Sizes::full`].
     pub fn from_env() -> Self {
-        let smoke = std::env::var("ENGINE_BENCH_SMOKE").is_ok_and(|v| v == "1")
-            || std::env::args().any(|a| a == "--smoke");
-        if smoke {
+        if shared::smoke_requested() {
             Self::smoke()
         } else {
             Self::full()

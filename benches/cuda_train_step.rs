@@ -19,11 +19,12 @@ use engine::pose::LabelKind;
 use engine::train_step::{Stage1Batch, Stage1Trainer};
 use engine::{Device, Result, Tensor, Var};
 use std::time::Instant;
-/// PyTorch's same-run timings (device_run/run.sh model runs ../shared/tools/
+
+/// The smoke switch and PyTorch's same-run timings (run.sh model runs ../shared/tools/
 /// torch_model_baseline.py first and passes its JSON as TORCH_MODEL_JSON).
-#[path = "shared/torch_run.rs"]
-pub mod torch_run;
-use torch_run::TorchRun;
+#[path = "shared/mod.rs"]
+pub mod shared;
+use shared::torch_run::TorchRun;
 
 /// What one run times.
 pub struct Setup {
@@ -61,9 +62,7 @@ impl Setup {
 
     /// [`Setup::smoke`] when `ENGINE_BENCH_SMOKE=1` or `--smoke` is given, else [`Setup::full`].
     pub fn from_env() -> Self {
-        let smoke = std::env::var("ENGINE_BENCH_SMOKE").is_ok_and(|v| v == "1")
-            || std::env::args().any(|a| a == "--smoke");
-        if smoke {
+        if shared::smoke_requested() {
             Self::smoke()
         } else {
             Self::full()
@@ -206,7 +205,7 @@ fn main() {
     println!("| precision | train iteration ms | inference ms | pool peak GiB | PyTorch mode | PyTorch train ms | ratio | PyTorch inference ms | ratio |");
     println!("|---|---|---|---|---|---|---|---|---|");
     let me = std::env::current_exe().expect("own executable");
-    let smoke = std::env::args().any(|a| a == "--smoke");
+    let smoke = shared::smoke_requested();
     for p in Precision::ALL {
         // The child reads ENGINE_BENCH_SMOKE itself; `--smoke` is passed on.
         let mut child = std::process::Command::new(&me);

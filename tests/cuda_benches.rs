@@ -76,14 +76,14 @@ fn same_run_pytorch_rows_are_read_from_its_json() {
  {"name": "ceiling matmul 8192^3 float32 tf32=True", "ms": 2.69, "tflops": 408.0},
  {"name": "sdpa", "error": "RuntimeError('no kernel')"}
 ]"#;
-    let t = cuda_kernels::torch_run::TorchRun::parse("t.json", text).unwrap();
+    let t = cuda_kernels::shared::torch_run::TorchRun::parse("t.json", text).unwrap();
     assert_eq!(t.rows.len(), 2);
     let corr = "corr_warp eager B=4 C=256 V=3 bfloat16 tf32=False fwd+bwd";
     assert_eq!(t.rows[corr].0, 1.78);
     assert_eq!(t.peak_mib(corr), Some(640.0));
     assert_eq!(t.peak_mib("ceiling matmul 8192^3 float32 tf32=True"), None);
     for bad in ["{", r#"{"name": "x"}"#] {
-        let e = cuda_kernels::torch_run::TorchRun::parse("t.json", bad)
+        let e = cuda_kernels::shared::torch_run::TorchRun::parse("t.json", bad)
             .err()
             .unwrap();
         assert!(e.starts_with("t.json: "), "{e}");
