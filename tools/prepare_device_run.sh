@@ -6,15 +6,17 @@
 # device_run/run.sh, and prints the commands to pass to the device tool (they run in the
 # repository root there, with device_run carried).
 #
-# run.sh has two phases, each one device call of at most 10 minutes:
-#   bash device_run/run.sh tests   every #[ignore]d test of every binary, one process per test
-#                                  (a kernel fault poisons its process's CUDA context), in
-#                                  priority order, each binary within its own time budget
-#   bash device_run/run.sh perf    the kernel benchmark, PyTorch on the same card, and
-#                                  compute-sanitizer memcheck/racecheck on a few tests
-#   bash device_run/run.sh model   one paper-config training iteration and inference at each
-#                                  precision (benches/cuda_train_step.rs) and PyTorch's
-#                                  (../shared/tools/torch_model_baseline.py) on the same card
+# run.sh runs four phases; `all` (the plan) runs them in one device call of at most 10 minutes,
+# because a lent machine goes back 30 s after a call and a fresh start costs minutes:
+#   tests      every #[ignore]d test of every binary, one process per test (a kernel fault poisons
+#              its process's CUDA context), in priority order, each binary within its own budget,
+#              then the tiny-model parity tests with the trainers on the GPU
+#   perf       PyTorch's kernels (../shared/tools/torch_baseline.py), then the kernel benchmark
+#              with the same-run ratio on each row
+#   model      PyTorch's paper-config iteration (../shared/tools/torch_model_baseline.py), then
+#              ours at each precision (benches/cuda_train_step.rs) beside it
+#   sanitizer  compute-sanitizer memcheck and racecheck on cuda_backend's tests
+# A phase alone (`run.sh perf`) is for a rerun when time is left.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -85,12 +87,19 @@ echo "$commit${dirty:+ (with uncommitted changes)}, built $(date -u +%FT%TZ)" >d
 cat >device_run/run.sh <<'EOF'
 #!/usr/bin/env bash
 # Runs on the device machine from the repository root; logs go to $OUT (device_run/out when unset).
-# Usage: bash device_run/run.sh tests|perf|model
+# Usage: bash device_run/run.sh [all [SECONDS] | tests | perf | model | sanitizer]
+#   all (the default): the four phases in one call, within SECONDS in all (default 570). A lent
+#   machine goes back 30 s after a call and a fresh one costs minutes, so one full call is the
+#   plan. Each phase may run until a cumulative share of the time (tests 270 s, perf 380, model
+#   510, sanitizer the rest): time one phase leaves over goes to the next. Every step's output
+#   is in $OUT as it goes, so a call cut short still brings back what ran.
+#   A single phase runs within 580 s.
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 out=${OUT:-$here/out}
 mkdir -p "$out"
-phase=${1:-tests}
+phase=${1:-all}
+total=${2:-570}
 echo "build: $(cat "$here/BUILD" 2>/dev/null); phase: $phase"
 nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || echo "nvidia-smi failed"
 
@@ -109,92 +118,154 @@ export ENGINE_REQUIRE_GPU=1 RUST_BACKTRACE=1 ENGINE_UNVERIFIED_CUDA=1
 # The PTX disk cache: the first test process fills it, the later ones skip NVRTC.
 export XDG_CACHE_HOME=/tmp/engine-device-cache
 
-# Every #[ignore]d test of binary $1, one process each, within $2 seconds in all (`wrap` runs
-# each under a tool, e.g. compute-sanitizer). Appends to $out/tests.log; prints one line a test.
+# The running phase's deadline, in this script's SECONDS.
+phase_end=$((SECONDS + 580))
+# min($1, seconds left in the phase), or 0 when fewer than 5 are left.
+cap() {
+    local want=$1 left=$((phase_end - SECONDS))
+    [ "$left" -lt "$want" ] && want=$left
+    [ "$want" -lt 5 ] && want=0
+    echo "$want"
+}
+has_torch() { [ -f "$here/$1" ] && python3 -c 'import torch' 2>/dev/null; }
+
+# Every #[ignore]d test of binary $1, one process each, within $2 seconds in all and the phase's
+# deadline (`wrap` runs each under a tool, e.g. compute-sanitizer). Appends to $log; prints one
+# line a test.
+log=$out/tests.log
 run_binary() {
     local name=$1 budget=$2 wrap=${3:-} start=$SECONDS t left rc
     for t in $("$here/$name" --list --ignored 2>/dev/null | sed -n 's/: test$//p'); do
-        left=$((budget - (SECONDS - start)))
-        if [ "$left" -le 5 ]; then
-            echo "$name $t: NOT RUN (budget $budget s spent)"
+        left=$(cap $((budget - (SECONDS - start))))
+        if [ "$left" -eq 0 ]; then
+            echo "$name $t: NOT RUN (time spent)"
             continue
         fi
-        echo "--- $name $t" >>"$out/tests.log"
-        timeout "$left" $wrap "$here/$name" --ignored --exact "$t" --test-threads=1 --nocapture >>"$out/tests.log" 2>&1
+        echo "--- $name $t" >>"$log"
+        timeout "$left" $wrap "$here/$name" --ignored --exact "$t" --test-threads=1 --nocapture >>"$log" 2>&1
         rc=$?
         echo "$name $t: exit $rc ($((SECONDS - start)) s; 124 = timed out)"
     done
 }
 
-case "$phase" in
-tests)
+tests_phase() {
     # Pooled buffers come NaN-filled, also when reused: a read of an unwritten element shows.
     export ENGINE_POOL_POISON=1
     : >"$out/tests.log"
     while IFS=: read -r name budget; do
         run_binary "$name" "$budget"
     done <"$here/TESTS"
+    local name limit
     while read -r name; do
+        limit=$(cap 40)
+        if [ "$limit" -eq 0 ]; then
+            echo "$name on cuda: NOT RUN (time spent)"
+            continue
+        fi
         echo "--- $name (ENGINE_TEST_DEVICE=cuda)" >>"$out/tests.log"
-        ENGINE_TEST_DEVICE=cuda timeout 40 "$here/$name" --test-threads=1 --nocapture \
+        ENGINE_TEST_DEVICE=cuda timeout "$limit" "$here/$name" --test-threads=1 --nocapture \
             --skip on_the_emulated_driver >>"$out/tests.log" 2>&1
         echo "$name on cuda: exit $? (124 = timed out)"
     done <"$here/PARITY"
+    unset ENGINE_POOL_POISON
     grep -E ' (PASS|FAIL)( \(.*)?$' "$out/tests.log" >"$out/cases.txt" || true
     echo "cases: $(grep -c ' PASS$' "$out/cases.txt") PASS, $(grep -cE ' FAIL( \(.*)?$' "$out/cases.txt") FAIL"
     grep -E ' FAIL( \(.*)?$' "$out/cases.txt" | head -40
     grep -E -A4 'panicked' "$out/tests.log" | head -40
-    ;;
-perf)
+}
+
+perf_phase() {
+    local limit
     # PyTorch first: the benchmark reads its JSON and prints the same-run ratio on each row.
-    if [ -f "$here/torch_baseline.py" ] && python3 -c 'import torch' 2>/dev/null; then
-        echo "=== PyTorch on the same card ==="
-        OUT="$out" timeout 150 python3 "$here/torch_baseline.py" >"$out/torch.log" 2>&1
-        echo "torch exit: $?"
+    limit=$(cap 150)
+    if has_torch torch_baseline.py && [ "$limit" -gt 0 ]; then
+        echo "=== PyTorch kernels on the same card (up to $limit s) ==="
+        OUT="$out" timeout "$limit" python3 "$here/torch_baseline.py" >"$out/torch.log" 2>&1
+        echo "torch exit: $? (124 = timed out)"
         grep -E '^(device|# section)' "$out/torch.log"
         sed -n '/^TABLE/,$p' "$out/torch.log" | grep -E '^(sdpa|spade|conv.*cl=True)'
         export TORCH_BASELINE_JSON="$out/torch_baseline.json"
     else
-        echo "no PyTorch here or no yardstick script: PyTorch not timed"
+        echo "PyTorch not timed (no PyTorch or yardstick script here, or no time left)"
     fi
-    echo "=== bench (cuda_kernels) ==="
-    timeout 200 "$here/cuda_kernels" >"$out/bench.md" 2>"$out/bench.err"
+    limit=$(cap 200)
+    if [ "$limit" -eq 0 ]; then
+        echo "bench: NOT RUN (time spent)"
+        return
+    fi
+    echo "=== bench (cuda_kernels, up to $limit s) ==="
+    timeout "$limit" "$here/cuda_kernels" >"$out/bench.md" 2>"$out/bench.err"
     echo "bench exit: $? (124 = timed out)"
     tail -5 "$out/bench.err"
-    san=$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer 2>/dev/null | head -1)
-    if [ -n "$san" ]; then
-        echo "=== compute-sanitizer ($san) ==="
-        : >"$out/tests.log"
-        for tool in memcheck racecheck; do
-            echo "--- $tool" | tee -a "$out/sanitizer.log"
-            "$here/cuda_backend" --list --ignored >/dev/null 2>&1 &&
-                run_binary cuda_backend 60 "$san --tool $tool --error-exitcode 99" | tee -a "$out/sanitizer.log"
-        done
-        grep -E 'ERROR SUMMARY|RACECHECK SUMMARY|Invalid|Race' "$out/tests.log" | sort | uniq -c | head -20
-    else
-        echo "no compute-sanitizer on this machine"
-    fi
     cat "$out/bench.md"
-    ;;
-model)
+}
+
+model_phase() {
+    local limit
     # PyTorch first: the benchmark reads its JSON and prints the same-run ratios.
-    if [ -f "$here/torch_model_baseline.py" ] && python3 -c 'import torch' 2>/dev/null; then
-        echo "=== PyTorch, the same model on the same card ==="
-        OUT="$out" timeout 240 python3 "$here/torch_model_baseline.py" >"$out/torch_model.log" 2>&1
-        echo "torch exit: $?"
+    limit=$(cap 240)
+    if has_torch torch_model_baseline.py && [ "$limit" -gt 0 ]; then
+        echo "=== PyTorch, the same model on the same card (up to $limit s) ==="
+        OUT="$out" timeout "$limit" python3 "$here/torch_model_baseline.py" >"$out/torch_model.log" 2>&1
+        echo "torch exit: $? (124 = timed out)"
         grep -v '^ ' "$out/torch_model.log" | tail -8
         export TORCH_MODEL_JSON="$out/torch_model_baseline.json"
     else
-        echo "no PyTorch here or no yardstick script: PyTorch not timed"
+        echo "PyTorch not timed (no PyTorch or yardstick script here, or no time left)"
     fi
-    echo "=== paper-config iteration (cuda_train_step) ==="
-    timeout 240 "$here/cuda_train_step" >"$out/train_step.md" 2>"$out/train_step.err"
+    limit=$(cap 240)
+    if [ "$limit" -eq 0 ]; then
+        echo "train step: NOT RUN (time spent)"
+        return
+    fi
+    echo "=== paper-config iteration (cuda_train_step, up to $limit s) ==="
+    timeout "$limit" "$here/cuda_train_step" >"$out/train_step.md" 2>"$out/train_step.err"
     echo "exit: $? (124 = timed out)"
     tail -5 "$out/train_step.err"
     cat "$out/train_step.md"
+}
+
+sanitizer_phase() {
+    local san tool share
+    san=$(command -v compute-sanitizer || ls /usr/local/cuda*/bin/compute-sanitizer 2>/dev/null | head -1)
+    if [ -z "$san" ]; then
+        echo "no compute-sanitizer on this machine"
+        return
+    fi
+    echo "=== compute-sanitizer ($san) on cuda_backend ==="
+    log=$out/sanitizer_tests.log
+    : >"$log"
+    for tool in memcheck racecheck; do
+        # memcheck gets half of what is left, racecheck the rest.
+        share=$((phase_end - SECONDS))
+        [ "$tool" = memcheck ] && share=$((share / 2))
+        echo "--- $tool (up to $share s)" | tee -a "$out/sanitizer.log"
+        run_binary cuda_backend "$share" "$san --tool $tool --error-exitcode 99" | tee -a "$out/sanitizer.log"
+    done
+    grep -E 'ERROR SUMMARY|RACECHECK SUMMARY|Invalid|Race' "$log" | sort | uniq -c | head -20
+    log=$out/tests.log
+}
+
+case "$phase" in
+all)
+    t0=$SECONDS
+    for spec in tests:270 perf:380 model:510 sanitizer:$total; do
+        p=${spec%%:*}
+        until=${spec#*:}
+        [ "$until" -gt "$total" ] && until=$total
+        phase_end=$((t0 + until))
+        echo
+        echo "=== phase $p: until $until s of $total (now $((SECONDS - t0)) s) ==="
+        "${p}_phase"
+    done
+    echo
+    echo "=== all phases done in $((SECONDS - t0)) s ==="
+    ;;
+tests | perf | model | sanitizer)
+    "${phase}_phase"
     ;;
 *)
-    echo "usage: run.sh tests|perf|model"
+    echo "usage: run.sh [all [SECONDS] | tests | perf | model | sanitizer]"
     exit 2
     ;;
 esac
@@ -203,7 +274,7 @@ chmod +x device_run/run.sh
 
 ls -la device_run >&2
 echo
-echo "Device commands (run tool, carry [\"device_run\"]; each one call, timeout_s 580):"
-echo "  bash device_run/run.sh tests"
-echo "  bash device_run/run.sh model"
-echo "  bash device_run/run.sh perf"
+echo "Device command (run tool, carry [\"device_run\"], timeout_s 600): every phase in one call:"
+echo "  bash device_run/run.sh all 570"
+echo "A phase alone, when time is left: bash device_run/run.sh tests|perf|model|sanitizer"
+echo "Rehearse it here first, on the emulated driver: bash tools/rehearse_device_run.sh"

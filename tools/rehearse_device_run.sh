@@ -7,7 +7,7 @@
 # setup's names, so the same-run join shows). What it checks is the mechanics: every binary
 # starts, finds the device, its tests and fixtures, and the logs land in $OUT. Timings mean
 # nothing here, and the tests phase runs past some binaries' budgets (they print NOT RUN).
-# Usage: bash tools/rehearse_device_run.sh [tests|model|perf ...]   (default: all three)
+# Usage: bash tools/rehearse_device_run.sh [PHASE ...]   (default: all, as the device call runs it)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ -x device_run/run.sh ] || { echo "no device_run/run.sh: run tools/prepare_device_run.sh first" >&2; exit 1; }
@@ -18,7 +18,7 @@ bash tools/kernel_emu/driver/build.sh "$lib" >/dev/null
 export LD_LIBRARY_PATH="$lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 export ENGINE_EMULATED_GPU=1 ENGINE_BENCH_SMOKE=1 DEV=cpu
 phases=("$@")
-[ ${#phases[@]} -gt 0 ] || phases=(tests model perf)
+[ ${#phases[@]} -gt 0 ] || phases=(all)
 for phase in "${phases[@]}"; do
     export OUT=${REHEARSAL_OUT:-/tmp/device_rehearsal}/$phase
     rm -rf "$OUT" && mkdir -p "$OUT"
