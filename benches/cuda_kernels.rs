@@ -23,8 +23,15 @@ use engine::{Result, Tensor};
 pub mod shared;
 use shared::torch_run::TorchRun;
 
-/// H200 ceilings (PERFORMANCE.md): fp32 SIMT FLOP/s and HBM bytes/s.
-const PEAK_FLOPS: f64 = 51e12;
+/// H200 ceilings (PERFORMANCE.md): FLOP/s of PyTorch's 8192³ matmul in each arithmetic (fp32
+/// SIMT, tf32 and bf16 tensor cores), and HBM bytes/s.
+fn peak_flops(p: Precision) -> f64 {
+    match p {
+        Precision::F32 => 51e12,
+        Precision::Tf32 => 408e12,
+        Precision::Bf16 => 786e12,
+    }
+}
 const PEAK_BYTES: f64 = 4.2e12;
 
 /// The shapes one run times, and how often.
@@ -123,7 +130,8 @@ fn lookup<K: PartialEq, V: Copy>(table: &[(K, V)], key: &K) -> Option<V> {
 
 /// What a row is measured in.
 pub enum Work {
-    Flops(f64),
+    /// FLOPs, and the arithmetic whose ceiling they are set against.
+    Flops(f64, Precision),
     Bytes(f64),
 }
 
@@ -237,8 +245,12 @@ fn corr_rows(g: &Gpu, s: &Sizes, out: &mut Report) {
         Ok(b) => b,
         Err(err) => {
             let case = format!("corr_warp {name} setup");
-            out.rows
-                .push(row_err(&case, Work::Flops(fwd_flops), None, err));
+            out.rows.push(row_err(
+                &case,
+                Work::Flops(fwd_flops, Precision::F32),
+                None,
+                err,
+            ));
             return;
         }
     };
@@ -250,7 +262,7 @@ fn corr_rows(g: &Gpu, s: &Sizes, out: &mut Report) {
         row(
             &format!("corr_warp fused fwd {name} (incl. normalise)"),
             fwd,
-            Work::Flops(fwd_flops),
+            Work::Flops(fwd_flops, precision()),
             torch(TORCH_CORR_FWD_F32, "fp32"),
         )
         .keyed(corr_key(d, "float32", "fwd")),
@@ -264,7 +276,7 @@ fn corr_rows(g: &Gpu, s: &Sizes, out: &mut Report) {
             row(
                 &format!("corr_warp fwd+bwd {name}, bwd slab {slab} rows"),
                 r,
-                Work::Flops(fwd_flops + bwd_flops),
+                Work::Flops(fwd_flops + bwd_flops, precision()),
                 torch(TORCH_CORR_FWD_BWD_F32, "fp32"),
             )
             .keyed(corr_key(d, "float32", "fwd+bwd")),
@@ -279,7 +291,7 @@ fn corr_rows(g: &Gpu, s: &Sizes, out: &mut Report) {
         row(
             &format!("corr_warp fwd {name} bf16 (incl. normalise)"),
             fwd,
-            Work::Flops(fwd_flops),
+            Work::Flops(fwd_flops, bf),
             torch(TORCH_CORR_FWD_BF16, "bf16"),
         )
         .keyed(corr_key(d, "bfloat16", "fwd")),
@@ -292,7 +304,7 @@ fn corr_rows(g: &Gpu, s: &Sizes, out: &mut Report) {
         row(
             &format!("corr_warp fwd+bwd {name} bf16"),
             fb,
-            Work::Flops(fwd_flops + bwd_flops),
+            Work::Flops(fwd_flops + bwd_flops, bf),
             torch(TORCH_CORR_FWD_BWD_BF16, "bf16"),
         )
         .keyed(corr_key(d, "bfloat16", "fwd+bwd")),
@@ -446,7 +458,7 @@ fn conv_rows(g: &Gpu, s: &Sizes, out: &mut Report) {
                     row(
                         &format!("{name} fwd{label}"),
                         f,
-                        Work::Flops(flops),
+                        Work::Flops(flops, prec),
                         torch_fwd,
                     )
                     .keyed(Some(conv_key(
@@ -467,7 +479,7 @@ fn conv_rows(g: &Gpu, s: &Sizes, out: &mut Report) {
                     row(
                         &format!("{name} fwd+bwd{label}"),
                         fb,
-                        Work::Flops(3.0 * flops),
+                        Work::Flops(3.0 * flops, prec),
                         torch.map(|t| (t.2, "tf32")),
                     )
                     // PyTorch's conv fwd+bwd is timed at tf32 only.
@@ -477,7 +489,12 @@ fn conv_rows(g: &Gpu, s: &Sizes, out: &mut Report) {
             Ok(())
         })();
         if let Err(err) = r {
-            out.rows.push(row_err(&name, Work::Flops(flops), None, err));
+            out.rows.push(row_err(
+                &name,
+                Work::Flops(flops, Precision::F32),
+                None,
+                err,
+            ));
         }
     }
 }
@@ -524,7 +541,7 @@ fn matmul_rows(g: &Gpu, s: &Sizes, out: &mut Report) {
                 row(
                     &format!("matmul {n}³ {prec}"),
                     ms,
-                    Work::Flops(flops),
+                    Work::Flops(flops, prec),
                     torch_ms,
                 )
                 .keyed(Some(matmul_key(n, prec == Precision::Tf32))),
@@ -534,7 +551,12 @@ fn matmul_rows(g: &Gpu, s: &Sizes, out: &mut Report) {
     })();
     if let Err(err) = r {
         let case = format!("matmul {n}³");
-        out.rows.push(row_err(&case, Work::Flops(flops), None, err));
+        out.rows.push(row_err(
+            &case,
+            Work::Flops(flops, Precision::F32),
+            None,
+            err,
+        ));
     }
 }
 
@@ -589,8 +611,9 @@ pub fn run(g: &Gpu, s: &Sizes) -> Report {
 pub fn print_table(card: &str, s: &Sizes, report: &Report, torch: Option<&TorchRun>) {
     println!("\n## CUDA kernel benchmark, {card}\n");
     println!(
-        "Median of {} CUDA-event timed runs after {} warm-ups. Ceilings: H200 fp32 SIMT 51 \
-         TFLOP/s, HBM 4.2 TB/s. Ratios are PyTorch ms / ours (above 1: ours is faster).",
+        "Median of {} CUDA-event timed runs after {} warm-ups. Ceilings (H200, PERFORMANCE.md): \
+         the row's arithmetic at PyTorch's 8192³ matmul rate (fp32 51, tf32 408, bf16 786 \
+         TFLOP/s), HBM 4.2 TB/s. Ratios are PyTorch ms / ours (above 1: ours is faster).",
         s.runs, s.warmup
     );
     match torch {
@@ -600,7 +623,7 @@ pub fn print_table(card: &str, s: &Sizes, report: &Report, torch: Option<&TorchR
         ),
         None => println!("No same-run PyTorch figures (TORCH_BASELINE_JSON unset); PERFORMANCE.md: H200, an earlier run.\n"),
     }
-    println!("| case | ms | TFLOP/s or GB/s | fraction of H200 ceiling | PyTorch same run ms | ratio | PyTorch PERFORMANCE.md ms | ratio |");
+    println!("| case | ms | TFLOP/s or GB/s | fraction of ceiling | PyTorch same run ms | ratio | PyTorch PERFORMANCE.md ms | ratio |");
     println!("|---|---|---|---|---|---|---|---|");
     let mut missing = Vec::new();
     for r in &report.rows {
@@ -627,9 +650,9 @@ pub fn print_table(card: &str, s: &Sizes, report: &Report, torch: Option<&TorchR
             continue;
         };
         let (rate, frac) = match r.work {
-            Work::Flops(f) => (
+            Work::Flops(f, p) => (
                 format!("{:.2} TFLOP/s", f / (ms * 1e-3) / 1e12),
-                f / (ms * 1e-3) / PEAK_FLOPS,
+                f / (ms * 1e-3) / peak_flops(p),
             ),
             Work::Bytes(b) => (
                 format!("{:.0} GB/s", b / (ms * 1e-3) / 1e9),
