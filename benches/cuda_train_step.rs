@@ -3,7 +3,8 @@
 //! precision: the engine's side of ../shared/tools/torch_model_baseline.py, which times the same
 //! on the same card. Random weights (timing only), the VGG19 at full width. Prints one markdown
 //! row per precision: ms per iteration (median of RUNS after a warm-up), ms per inference, and the
-//! device pool's peak memory.
+//! device pool's peak memory; then, per precision, one more iteration profiled by kernel (the
+//! GPU time between events recorded around each launch, `Gpu::set_profiling`).
 //! `cargo bench --no-default-features --features cuda --bench cuda_train_step`.
 //!
 //! `ENGINE_BENCH_SMOKE=1` (or `--smoke`) runs the `tiny` config at batch 1 with a VGG19 of an
@@ -106,13 +107,25 @@ fn batch(setup: &Setup) -> Result<Stage1Batch> {
 }
 
 /// What one precision measured.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Timing {
     pub train_ms: f64,
     pub infer_ms: f64,
     /// The device pool's peak.
     pub peak_gib: f64,
+    /// One more training iteration, profiled: each kernel's launches and GPU time, longest first.
+    pub profile: Vec<KernelShare>,
 }
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct KernelShare {
+    pub kernel: String,
+    pub launches: usize,
+    pub ms: f64,
+}
+
+/// Kernels listed per precision under the table.
+const PROFILE_TOP: usize = 15;
 
 /// The setup timed at precision `p`.
 pub fn measure(p: Precision, setup: &Setup) -> Result<Timing> {
@@ -134,11 +147,26 @@ pub fn measure(p: Precision, setup: &Setup) -> Result<Timing> {
             .to_vec()
             .map(|_| ())
     })?;
-    let peak_gib = global()?.mem_stats().peak as f64 / (1 << 30) as f64;
+    let g = global()?;
+    let peak_gib = g.mem_stats().peak as f64 / (1 << 30) as f64;
+    g.set_profiling(true);
+    let step = t.step(&b, 1.0);
+    g.set_profiling(false);
+    step?;
+    let profile = g
+        .take_profile()?
+        .into_iter()
+        .map(|k| KernelShare {
+            kernel: k.kernel.to_string(),
+            launches: k.launches,
+            ms: k.ms,
+        })
+        .collect();
     Ok(Timing {
         train_ms,
         infer_ms,
         peak_gib,
+        profile,
     })
 }
 
@@ -172,15 +200,48 @@ fn table_row(p: Precision, setup: &Setup, t: &Timing, torch: Option<&TorchRun>) 
     )
 }
 
-/// With a precision as argument, prints its timing as one `timing` line (or an `error` line);
-/// with none, runs itself once per precision (a fresh process each, so every row's pool peak is
-/// its own) and prints the table.
+/// Where one profiled training iteration's GPU time went.
+fn print_profile(p: Precision, t: &Timing) {
+    let total: f64 = t.profile.iter().map(|k| k.ms).sum();
+    let launches: usize = t.profile.iter().map(|k| k.launches).sum();
+    println!(
+        "\n### {p}: one training iteration by kernel (top {} of {})\n",
+        PROFILE_TOP.min(t.profile.len()),
+        t.profile.len()
+    );
+    println!(
+        "GPU time between the events around each launch: {total:.1} ms in {launches} launches; \
+         the iteration's median wall time above is {:.1} ms (the difference: host work and gaps \
+         between launches).\n",
+        t.train_ms
+    );
+    println!("| kernel | launches | ms | share of kernel time |");
+    println!("|---|---|---|---|");
+    for k in t.profile.iter().take(PROFILE_TOP) {
+        println!(
+            "| {} | {} | {:.2} | {:.1} % |",
+            k.kernel,
+            k.launches,
+            k.ms,
+            100.0 * k.ms / total.max(f64::MIN_POSITIVE)
+        );
+    }
+}
+
+/// With a precision as argument, prints its timing as one `timing` line and one `kernel` line
+/// per profiled kernel (or an `error` line); with none, runs itself once per precision (a fresh
+/// process each, so every row's pool peak is its own) and prints the table, then the profiles.
 fn main() {
     let asked: Option<Precision> = std::env::args().find_map(|a| a.parse().ok());
     let setup = Setup::from_env();
     if let Some(p) = asked {
         match measure(p, &setup) {
-            Ok(t) => println!("timing {} {} {}", t.train_ms, t.infer_ms, t.peak_gib),
+            Ok(t) => {
+                println!("timing {} {} {}", t.train_ms, t.infer_ms, t.peak_gib);
+                for k in &t.profile {
+                    println!("kernel {} {} {}", k.kernel, k.launches, k.ms);
+                }
+            }
             Err(e) => println!("error {e}"),
         }
         return;
@@ -206,6 +267,7 @@ fn main() {
     println!("|---|---|---|---|---|---|---|---|---|");
     let me = std::env::current_exe().expect("own executable");
     let smoke = shared::smoke_requested();
+    let mut profiled = Vec::new();
     for p in Precision::ALL {
         // The child reads ENGINE_BENCH_SMOKE itself; `--smoke` is passed on.
         let mut child = std::process::Command::new(&me);
@@ -223,15 +285,23 @@ fn main() {
                 )
             });
         match got {
-            Ok(t) => println!("{}", table_row(p, &setup, &t, torch.as_ref())),
+            Ok(t) => {
+                println!("{}", table_row(p, &setup, &t, torch.as_ref()));
+                profiled.push((p, t));
+            }
             Err(e) => println!("| {p} | {} | | | | | | | |", e.replace('|', "/")),
         }
     }
+    for (p, t) in &profiled {
+        print_profile(*p, t);
+    }
 }
 
-/// The child's `timing TRAIN INFER PEAK` line, or its error (from its stderr when it printed
-/// neither, e.g. after a panic).
+/// The child's `timing TRAIN INFER PEAK` line with its `kernel NAME LAUNCHES MS` lines, or its
+/// error (from its stderr when it printed neither, e.g. after a panic).
 pub fn parse_child(out: &str, err: &str) -> std::result::Result<Timing, String> {
+    let mut timing = None;
+    let mut profile = Vec::new();
     for line in out.lines() {
         if let Some(e) = line.strip_prefix("error ") {
             return Err(e.to_string());
@@ -239,13 +309,30 @@ pub fn parse_child(out: &str, err: &str) -> std::result::Result<Timing, String> 
         if let Some(rest) = line.strip_prefix("timing ") {
             let v: Vec<f64> = rest.split(' ').filter_map(|x| x.parse().ok()).collect();
             if let [train_ms, infer_ms, peak_gib] = v[..] {
-                return Ok(Timing {
-                    train_ms,
-                    infer_ms,
-                    peak_gib,
-                });
+                timing = Some((train_ms, infer_ms, peak_gib));
             }
         }
+        if let Some(rest) = line.strip_prefix("kernel ") {
+            let f: Vec<&str> = rest.split(' ').collect();
+            if let [kernel, launches, ms] = f[..] {
+                if let (Ok(launches), Ok(ms)) = (launches.parse(), ms.parse()) {
+                    let kernel = kernel.to_string();
+                    profile.push(KernelShare {
+                        kernel,
+                        launches,
+                        ms,
+                    });
+                }
+            }
+        }
+    }
+    if let Some((train_ms, infer_ms, peak_gib)) = timing {
+        return Ok(Timing {
+            train_ms,
+            infer_ms,
+            peak_gib,
+            profile,
+        });
     }
     // A panic's location line and its message, else the last line.
     let lines: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();

@@ -63,6 +63,11 @@ fn train_step_benchmark_runs_at_smoke_sizes() {
         for v in [t.train_ms, t.infer_ms, t.peak_gib] {
             assert!(v.is_finite() && v > 0.0, "{p}: {t:?}");
         }
+        // The profiled iteration: convolutions and the correspondence among its kernels.
+        assert!(t.profile.len() > 10, "{p}: {:?}", t.profile);
+        assert!(t.profile.iter().any(|k| k.kernel.starts_with("conv2d")));
+        assert!(t.profile.iter().any(|k| k.kernel.starts_with("corr_warp")));
+        assert!(t.profile.iter().all(|k| k.launches > 0 && k.ms >= 0.0));
     }
 }
 
@@ -94,8 +99,15 @@ fn same_run_pytorch_rows_are_read_from_its_json() {
 /// the child printed neither (a panic), the last line of its stderr.
 #[test]
 fn train_step_children_report_a_timing_or_why_not() {
-    let t = cuda_train_step::parse_child("setting up\ntiming 812.5 97.25 41.5\n", "").unwrap();
+    let out = "setting up\ntiming 812.5 97.25 41.5\nkernel conv2d_igemm_f32 120 301.5\n";
+    let t = cuda_train_step::parse_child(out, "").unwrap();
     assert_eq!((t.train_ms, t.infer_ms, t.peak_gib), (812.5, 97.25, 41.5));
+    let k = cuda_train_step::KernelShare {
+        kernel: "conv2d_igemm_f32".into(),
+        launches: 120,
+        ms: 301.5,
+    };
+    assert_eq!(t.profile, vec![k]);
     let e = cuda_train_step::parse_child("error cuda alloc failed: out of GPU memory\n", "");
     assert_eq!(e.unwrap_err(), "cuda alloc failed: out of GPU memory");
     let stderr =

@@ -1,6 +1,7 @@
 //! Tensors on the GPU: host->device->host copies are exact, and a CUDA tensor used where host
-//! values or CUDA ops are needed gives a typed error, not a panic. Ignored without a GPU; run on
-//! the lent GPU machine (`--ignored`).
+//! values or CUDA ops are needed gives a typed error, not a panic; and the device's own services:
+//! running out of memory, the per-kernel profile. Ignored without a GPU; run on the lent GPU
+//! machine (`--ignored`). No other test here launches a matmul, so the profile's count is exact.
 #![cfg(feature = "cuda")]
 
 mod common;
@@ -84,6 +85,56 @@ fn running_out_of_gpu_memory_is_a_clear_error() {
     let d = Tensor::ones([3]).to_device(Device::Cuda).unwrap();
     assert_eq!(d.to_vec().unwrap(), vec![1.0; 3]);
     println!("out of memory: {msg}");
+}
+
+#[test]
+#[ignore]
+fn the_kernel_profile_counts_each_launch_while_on() {
+    use engine::backend::cuda::launch::{global, matmul_kernel};
+    use engine::backend::cuda::params::MatmulArgs;
+    use engine::backend::{for_device, Precision};
+    if !gpu_ok() {
+        return;
+    }
+    let g = global().unwrap();
+    let cuda = for_device(Device::Cuda).unwrap();
+    let a = Tensor::randn(vec![33, 40], 0.0, 1.0, 1)
+        .to_device(Device::Cuda)
+        .unwrap();
+    let b = Tensor::randn(vec![40, 29], 0.0, 1.0, 2)
+        .to_device(Device::Cuda)
+        .unwrap();
+    let matmul = || drop(cuda.matmul(&a, &b, false, false).unwrap());
+    matmul(); // compiled and loaded before the profile
+    g.set_profiling(true);
+    for _ in 0..3 {
+        matmul();
+    }
+    g.set_profiling(false);
+    matmul(); // not recorded
+    let profile = g.take_profile().unwrap();
+    let args = MatmulArgs {
+        m: 33,
+        n: 29,
+        k: 40,
+        ..Default::default()
+    };
+    let want = matmul_kernel(&args, Precision::F32).0;
+    let mm = profile
+        .iter()
+        .find(|k| k.kernel == want)
+        .unwrap_or_else(|| panic!("no {want} in {profile:?}"));
+    assert_eq!(mm.launches, 3, "{profile:?}");
+    assert!(mm.ms.is_finite() && mm.ms >= 0.0, "{profile:?}");
+    assert!(
+        profile.windows(2).all(|w| w[0].ms >= w[1].ms),
+        "longest first"
+    );
+    assert!(
+        g.take_profile().unwrap().is_empty(),
+        "taking the profile clears it"
+    );
+    println!("profile: {profile:?}");
 }
 
 /// The tests above without a GPU, on the emulated driver (tests/common/emulated.rs).

@@ -143,7 +143,7 @@ pub fn conv_forward(
     arg_or_null(&mut b, bias);
     b.arg(y);
     // SAFETY: arguments match the conv forward kernels; buffers sized per `a`.
-    unsafe { b.launch(cf) }.map(|_| ()).map_err(drv(sym))
+    unsafe { gpu.launch(sym, &mut b, cf) }
 }
 
 /// dx of the conv at `prec`.

@@ -13,10 +13,11 @@ use super::ptx_cache;
 use crate::error::{Error, Result};
 use cudarc::driver::result::memset_d8_async;
 use cudarc::driver::{
-    CudaContext, CudaFunction, CudaModule, CudaSlice, CudaStream, CudaView, CudaViewMut,
-    DevicePtrMut, DriverError, LaunchConfig, PushKernelArg,
+    CudaContext, CudaEvent, CudaFunction, CudaModule, CudaSlice, CudaStream, CudaView, CudaViewMut,
+    DevicePtrMut, DriverError, LaunchArgs, LaunchConfig, PushKernelArg,
 };
 use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 /// A failed driver call on the open device; running out of memory says what needs less.
@@ -97,6 +98,18 @@ pub struct Gpu {
     pub name: String,
     modules: Mutex<HashMap<&'static str, Arc<CudaModule>>>,
     pool: Pool<CudaSlice<f32>>,
+    /// While set, every launch records two events into `launches` ([`Gpu::set_profiling`]).
+    profiling: AtomicBool,
+    launches: Mutex<Vec<(&'static str, CudaEvent, CudaEvent)>>,
+}
+
+/// One kernel's share of a profile ([`Gpu::take_profile`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct KernelTime {
+    pub kernel: &'static str,
+    pub launches: usize,
+    /// GPU time of all its launches, between the events recorded around each.
+    pub ms: f64,
 }
 
 impl Gpu {
@@ -120,7 +133,73 @@ impl Gpu {
             name,
             modules: Mutex::new(HashMap::new()),
             pool: Pool::default(),
+            profiling: AtomicBool::new(false),
+            launches: Mutex::new(Vec::new()),
         })
+    }
+
+    /// Launches kernel `sym` with the arguments pushed on `b`; while profiling, between two
+    /// recorded events.
+    ///
+    /// # Safety
+    /// The arguments on `b` must match the kernel's signature, and every buffer must hold the
+    /// elements the kernel reads or writes under `cfg`.
+    unsafe fn launch(
+        &self,
+        sym: &'static str,
+        b: &mut LaunchArgs,
+        cfg: LaunchConfig,
+    ) -> Result<()> {
+        let profiling = self.profiling.load(Ordering::Relaxed);
+        if profiling {
+            b.record_kernel_launch(cudarc::driver::sys::CUevent_flags::CU_EVENT_DEFAULT);
+        }
+        // SAFETY: the caller's guarantee.
+        let events = unsafe { b.launch(cfg) }.map_err(drv(sym))?;
+        if let (true, Some((start, end))) = (profiling, events) {
+            self.launches
+                .lock()
+                .map_err(|_| Error::invalid("cuda profile", "profile lock poisoned"))?
+                .push((sym, start, end));
+        }
+        Ok(())
+    }
+
+    /// Starts (and clears) or stops the per-kernel profile: while on, each launch records two
+    /// CUDA events, which costs a little launch overhead; a profiling aid, not for timed runs.
+    pub fn set_profiling(&self, on: bool) {
+        if on {
+            if let Ok(mut l) = self.launches.lock() {
+                l.clear();
+            }
+        }
+        self.profiling.store(on, Ordering::Relaxed);
+    }
+
+    /// The kernels launched while profiling, by total GPU time, longest first; clears the list.
+    /// Synchronises the stream.
+    pub fn take_profile(&self) -> Result<Vec<KernelTime>> {
+        self.sync()?;
+        let launches = std::mem::take(
+            &mut *self
+                .launches
+                .lock()
+                .map_err(|_| Error::invalid("cuda profile", "profile lock poisoned"))?,
+        );
+        let mut by_kernel: HashMap<&'static str, KernelTime> = HashMap::new();
+        for (sym, start, end) in launches {
+            let ms = start.elapsed_ms(&end).map_err(drv("profile event"))? as f64;
+            let k = by_kernel.entry(sym).or_insert(KernelTime {
+                kernel: sym,
+                launches: 0,
+                ms: 0.0,
+            });
+            k.launches += 1;
+            k.ms += ms;
+        }
+        let mut out: Vec<KernelTime> = by_kernel.into_values().collect();
+        out.sort_by(|a, b| b.ms.total_cmp(&a.ms).then(a.kernel.cmp(b.kernel)));
+        Ok(out)
     }
 
     /// The kernel `symbol`, compiling (or reading the PTX disk cache) and loading its file the
@@ -277,7 +356,7 @@ macro_rules! launch {
         $(b.arg($arg);)+
         // SAFETY: the argument list matches the kernel's signature (kernels/README.md and the
         // .cu file) and every buffer holds the elements the parameter struct describes.
-        unsafe { b.launch($cfg) }.map(|_| ()).map_err(drv($sym))
+        unsafe { $gpu.launch($sym, &mut b, $cfg) }
     }};
 }
 

@@ -114,7 +114,7 @@ pub fn instance_norm_forward(
     b.arg(y).arg(&mut *st.mean).arg(&mut *st.rstd);
     // SAFETY: arguments match the instance norm forward kernel `sym` (the chunked one takes the
     // partial statistics before y); buffers hold n·c·hw / c / n·c values.
-    unsafe { b.launch(cf) }.map(|_| ()).map_err(drv(sym))?;
+    unsafe { gpu.launch(sym, &mut b, cf) }?;
     Ok(st)
 }
 
@@ -143,7 +143,7 @@ pub fn instance_norm_backward<'a>(
             arg_or_null(&mut b, weight);
             b.arg(st.mean).arg(st.rstd).arg(dy).arg(&mut *part);
             // SAFETY: arguments match instance_norm_grad_chunks_f32; part holds 2·n·c·k values.
-            unsafe { b.launch(cf) }.map(|_| ()).map_err(drv(sym))?;
+            unsafe { gpu.launch(sym, &mut b, cf) }?;
             ("instance_norm_backward_chunks_f32", cf, Some(part))
         }
     };
@@ -158,7 +158,7 @@ pub fn instance_norm_backward<'a>(
     b.arg(dx).arg(&mut *sums);
     // SAFETY: arguments match the instance norm backward kernel `sym` (the chunked one takes the
     // partial sums before dx); row sums hold 2·n·c values.
-    unsafe { b.launch(cf) }.map(|_| ()).map_err(drv(sym))?;
+    unsafe { gpu.launch(sym, &mut b, cf) }?;
     let (mut dw, mut db) = (gpu.alloc(c)?, gpu.alloc(c)?);
     launch!(
         gpu,
