@@ -174,55 +174,51 @@ tests_phase() {
     grep -E -A4 'panicked' "$out/tests.log" | head -40
 }
 
-perf_phase() {
+# PyTorch yardstick $1 (../shared/tools, copied beside run.sh) within $2 s, its output to
+# $out/$3; fails when it was not run (no PyTorch, no script, or no time left).
+run_torch() {
     local limit
-    # PyTorch first: the benchmark reads its JSON and prints the same-run ratio on each row.
-    limit=$(cap 150)
-    if has_torch torch_baseline.py && [ "$limit" -gt 0 ]; then
-        echo "=== PyTorch kernels on the same card (up to $limit s) ==="
-        OUT="$out" timeout "$limit" python3 "$here/torch_baseline.py" >"$out/torch.log" 2>&1
-        echo "torch exit: $? (124 = timed out)"
+    limit=$(cap "$2")
+    if ! has_torch "$1" || [ "$limit" -eq 0 ]; then
+        echo "PyTorch not timed (no PyTorch or $1 here, or no time left)"
+        return 1
+    fi
+    echo "=== PyTorch on the same card: $1 (up to $limit s) ==="
+    OUT="$out" timeout "$limit" python3 "$here/$1" >"$out/$3" 2>&1
+    echo "torch exit: $? (124 = timed out)"
+}
+
+# Our benchmark $1 within $2 s: its table to $out/$1.md, then printed.
+run_bench() {
+    local limit
+    limit=$(cap "$2")
+    if [ "$limit" -eq 0 ]; then
+        echo "$1: NOT RUN (time spent)"
+        return
+    fi
+    echo "=== $1 (up to $limit s) ==="
+    timeout "$limit" "$here/$1" >"$out/$1.md" 2>"$out/$1.err"
+    echo "$1 exit: $? (124 = timed out)"
+    tail -5 "$out/$1.err"
+    cat "$out/$1.md"
+}
+
+# PyTorch first in both: the benchmark reads its JSON and prints the same-run ratios.
+perf_phase() {
+    if run_torch torch_baseline.py 150 torch.log; then
         grep -E '^(device|# section)' "$out/torch.log"
         sed -n '/^TABLE/,$p' "$out/torch.log" | grep -E '^(sdpa|spade|conv.*cl=True)'
         export TORCH_BASELINE_JSON="$out/torch_baseline.json"
-    else
-        echo "PyTorch not timed (no PyTorch or yardstick script here, or no time left)"
     fi
-    limit=$(cap 200)
-    if [ "$limit" -eq 0 ]; then
-        echo "bench: NOT RUN (time spent)"
-        return
-    fi
-    echo "=== bench (cuda_kernels, up to $limit s) ==="
-    timeout "$limit" "$here/cuda_kernels" >"$out/bench.md" 2>"$out/bench.err"
-    echo "bench exit: $? (124 = timed out)"
-    tail -5 "$out/bench.err"
-    cat "$out/bench.md"
+    run_bench cuda_kernels 200
 }
 
 model_phase() {
-    local limit
-    # PyTorch first: the benchmark reads its JSON and prints the same-run ratios.
-    limit=$(cap 240)
-    if has_torch torch_model_baseline.py && [ "$limit" -gt 0 ]; then
-        echo "=== PyTorch, the same model on the same card (up to $limit s) ==="
-        OUT="$out" timeout "$limit" python3 "$here/torch_model_baseline.py" >"$out/torch_model.log" 2>&1
-        echo "torch exit: $? (124 = timed out)"
+    if run_torch torch_model_baseline.py 240 torch_model.log; then
         grep -v '^ ' "$out/torch_model.log" | tail -8
         export TORCH_MODEL_JSON="$out/torch_model_baseline.json"
-    else
-        echo "PyTorch not timed (no PyTorch or yardstick script here, or no time left)"
     fi
-    limit=$(cap 240)
-    if [ "$limit" -eq 0 ]; then
-        echo "train step: NOT RUN (time spent)"
-        return
-    fi
-    echo "=== paper-config iteration (cuda_train_step, up to $limit s) ==="
-    timeout "$limit" "$here/cuda_train_step" >"$out/train_step.md" 2>"$out/train_step.err"
-    echo "exit: $? (124 = timed out)"
-    tail -5 "$out/train_step.err"
-    cat "$out/train_step.md"
+    run_bench cuda_train_step 240
 }
 
 sanitizer_phase() {
