@@ -12,7 +12,7 @@
 //! (tests/cuda_benches.rs), where the timings mean nothing.
 
 use engine::autograd::no_grad;
-use engine::backend::cuda::launch::global;
+use engine::backend::cuda::launch::{global, profile_table, KernelTime};
 use engine::backend::{set_precision, Precision};
 use engine::model::vgg19::{Vgg19, Vgg19Spec};
 use engine::model::ModelConfig;
@@ -114,14 +114,7 @@ pub struct Timing {
     /// The device pool's peak.
     pub peak_gib: f64,
     /// One more training iteration, profiled: each kernel's launches and GPU time, longest first.
-    pub profile: Vec<KernelShare>,
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub struct KernelShare {
-    pub kernel: String,
-    pub launches: usize,
-    pub ms: f64,
+    pub profile: Vec<KernelTime>,
 }
 
 /// Kernels listed per precision under the table.
@@ -153,15 +146,7 @@ pub fn measure(p: Precision, setup: &Setup) -> Result<Timing> {
     let step = t.step(&b, 1.0);
     g.set_profiling(false);
     step?;
-    let profile = g
-        .take_profile()?
-        .into_iter()
-        .map(|k| KernelShare {
-            kernel: k.kernel.to_string(),
-            launches: k.launches,
-            ms: k.ms,
-        })
-        .collect();
+    let profile = g.take_profile()?;
     Ok(Timing {
         train_ms,
         infer_ms,
@@ -202,30 +187,10 @@ fn table_row(p: Precision, setup: &Setup, t: &Timing, torch: Option<&TorchRun>) 
 
 /// Where one profiled training iteration's GPU time went.
 fn print_profile(p: Precision, t: &Timing) {
-    let total: f64 = t.profile.iter().map(|k| k.ms).sum();
-    let launches: usize = t.profile.iter().map(|k| k.launches).sum();
     println!(
-        "\n### {p}: one training iteration by kernel (top {} of {})\n",
-        PROFILE_TOP.min(t.profile.len()),
-        t.profile.len()
+        "\n### {p}: one training iteration by kernel (the iteration's median wall time above)\n"
     );
-    println!(
-        "GPU time between the events around each launch: {total:.1} ms in {launches} launches; \
-         the iteration's median wall time above is {:.1} ms (the difference: host work and gaps \
-         between launches).\n",
-        t.train_ms
-    );
-    println!("| kernel | launches | ms | share of kernel time |");
-    println!("|---|---|---|---|");
-    for k in t.profile.iter().take(PROFILE_TOP) {
-        println!(
-            "| {} | {} | {:.2} | {:.1} % |",
-            k.kernel,
-            k.launches,
-            k.ms,
-            100.0 * k.ms / total.max(f64::MIN_POSITIVE)
-        );
-    }
+    print!("{}", profile_table(&t.profile, t.train_ms, PROFILE_TOP));
 }
 
 /// With a precision as argument, prints its timing as one `timing` line and one `kernel` line
@@ -317,7 +282,7 @@ pub fn parse_child(out: &str, err: &str) -> std::result::Result<Timing, String> 
             if let [kernel, launches, ms] = f[..] {
                 if let (Ok(launches), Ok(ms)) = (launches.parse(), ms.parse()) {
                     let kernel = kernel.to_string();
-                    profile.push(KernelShare {
+                    profile.push(KernelTime {
                         kernel,
                         launches,
                         ms,

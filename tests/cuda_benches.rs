@@ -102,7 +102,7 @@ fn train_step_children_report_a_timing_or_why_not() {
     let out = "setting up\ntiming 812.5 97.25 41.5\nkernel conv2d_igemm_f32 120 301.5\n";
     let t = cuda_train_step::parse_child(out, "").unwrap();
     assert_eq!((t.train_ms, t.infer_ms, t.peak_gib), (812.5, 97.25, 41.5));
-    let k = cuda_train_step::KernelShare {
+    let k = engine::backend::cuda::launch::KernelTime {
         kernel: "conv2d_igemm_f32".into(),
         launches: 120,
         ms: 301.5,

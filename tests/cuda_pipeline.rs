@@ -436,6 +436,7 @@ fn train_opts(
         vgg: Some(VggChoice::Random { width_divisor: 8 }),
         exemplars: 3,
         device,
+        profile_kernels: false,
     }
 }
 
@@ -493,12 +494,16 @@ fn train_resume_and_transfer_run_on_the_gpu() {
         face: 0,
         ..full
     };
-    let s1 = train(
-        &train_opts(&frames, &poses, &run, first, Device::Cuda),
-        &mut |_| {},
-    )
-    .unwrap();
+    // The first run also writes the kernel profile of its second iteration.
+    let mut opts = train_opts(&frames, &poses, &run, first, Device::Cuda);
+    opts.profile_kernels = true;
+    let s1 = train(&opts, &mut |_| {}).unwrap();
     assert_eq!(s1.iteration, full.stage1);
+    let profile = std::fs::read_to_string(run.join("kernel_profile.md")).unwrap();
+    assert!(
+        profile.contains("iteration 2 of `engine train`") && profile.contains("| conv2d_"),
+        "{profile}"
+    );
     let mut resume = train_opts(&frames, &poses, &run, full, Device::Cuda);
     resume.resume = true;
     resume.config = None;

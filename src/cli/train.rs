@@ -91,6 +91,10 @@ pub struct TrainArgs {
     /// bf16 (tf32 plus the correlation in bf16); the CPU always computes in f32
     #[arg(long, default_value = "f32")]
     precision: String,
+    /// Time the second iteration of this run by GPU kernel (launches and GPU time of each) into
+    /// OUT/kernel_profile.md; needs --device cuda
+    #[arg(long)]
+    profile_kernels: bool,
 }
 
 /// `x,y,w,h` → a crop box. x and y may be negative: a box past the frame's edges is padded
@@ -243,6 +247,7 @@ fn plan(args: &TrainArgs) -> Option<StagePlan> {
 pub fn run(args: &TrainArgs) -> Result<()> {
     let device = compute_device(&args.device)?;
     compute_precision(&args.precision, device)?;
+    train::check_profile(args.profile_kernels, device)?;
     train::check_start(&args.out, args.resume)?;
     let (poses, estimated) = poses_for(
         &args.target,
@@ -288,6 +293,7 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         resume: args.resume,
         exemplars: args.exemplars,
         device,
+        profile_kernels: args.profile_kernels,
     };
     let mut bar: Option<indicatif::ProgressBar> = None;
     let summary = train::train(&opts, &mut |p| {
@@ -325,5 +331,13 @@ pub fn run(args: &TrainArgs) -> Result<()> {
         args.out.join("losses.png").display(),
         args.out.join("samples").display()
     );
+    if args.profile_kernels {
+        println!(
+            "kernel profile: {}",
+            train::run_dir::RunDir::new(&args.out)
+                .kernel_profile()
+                .display()
+        );
+    }
     Ok(())
 }

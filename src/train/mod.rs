@@ -6,6 +6,7 @@
 
 pub mod checkpoint;
 pub mod glyphs;
+mod kernel_profile;
 pub mod loss_log;
 pub mod run_dir;
 mod session;
@@ -55,6 +56,9 @@ pub struct TrainOptions {
     pub exemplars: usize,
     /// Where the networks and batches live (`Cpu` or `Cuda`; resolved, not `Auto`).
     pub device: Device,
+    /// Time the run's second iteration (the first warms the kernels and the memory pool) by GPU
+    /// kernel into OUT/kernel_profile.md (CUDA only).
+    pub profile_kernels: bool,
 }
 
 /// What the caller hears after every iteration.
@@ -110,6 +114,17 @@ fn check_options(o: &TrainOptions) -> Result<()> {
     }
     if o.exemplars == 0 {
         return bad("--exemplars must be at least 1".into());
+    }
+    check_profile(o.profile_kernels, o.device)
+}
+
+/// `--profile-kernels` times GPU kernels: it needs the CUDA device.
+pub fn check_profile(profile_kernels: bool, device: Device) -> Result<()> {
+    if profile_kernels && device != Device::Cuda {
+        return Err(Error::invalid(
+            "train",
+            format!("--profile-kernels times GPU kernels: it needs --device cuda (not {device})"),
+        ));
     }
     Ok(())
 }

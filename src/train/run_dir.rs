@@ -44,6 +44,9 @@ impl RunDir {
     pub fn losses_png(&self) -> PathBuf {
         self.root.join("losses.png")
     }
+    pub fn kernel_profile(&self) -> PathBuf {
+        self.root.join("kernel_profile.md")
+    }
     pub fn samples(&self) -> PathBuf {
         self.root.join("samples")
     }

@@ -2,6 +2,7 @@
 //! the loop that steps them, writes sample sheets and checkpoints.
 
 use super::checkpoint::{self as ckpt, RunState, TargetData};
+use super::kernel_profile;
 use super::loss_log::LossLog;
 use super::run_dir::RunDir;
 use super::sheet::{self, Column};
@@ -351,9 +352,24 @@ impl Session {
         let began = Instant::now();
         let mut last = LossTerms::default();
         let mut checkpoint = self.run.latest().unwrap_or_else(|| self.run.checkpoint());
+        // The second iteration of this run, or the only one.
+        let profile_at = self
+            .opts
+            .profile_kernels
+            .then(|| (start + 1).min(total.saturating_sub(1)));
         for it in start..total {
             let t0 = Instant::now();
-            let (stage, terms, lr) = self.step(it)?;
+            let profiled = profile_at == Some(it);
+            if profiled {
+                kernel_profile::begin()?;
+            }
+            let stepped = self.step(it);
+            if profiled {
+                let path = self.run.kernel_profile();
+                let what = format!("iteration {} of `engine train`", it + 1);
+                kernel_profile::finish(&path, &what, t0.elapsed().as_secs_f64() * 1e3)?;
+            }
+            let (stage, terms, lr) = stepped?;
             if let Some((name, v)) = terms.terms.iter().find(|(_, v)| !v.is_finite()) {
                 return Err(Error::invalid(
                     "train",

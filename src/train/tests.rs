@@ -37,6 +37,7 @@ fn options(frames: &Path, poses: &Path, out: &Path, iterations: u64) -> TrainOpt
         vgg: Some(VggChoice::Random { width_divisor: 16 }),
         exemplars: 3,
         device: Device::Cpu,
+        profile_kernels: false,
     }
 }
 
@@ -134,4 +135,12 @@ fn refuses_to_overwrite_or_resume_wrongly() {
     o.config = None;
     o.holdout = 1.5;
     assert!(train(&o, &mut |_| {}).is_err());
+    // A kernel profile needs the GPU.
+    o.holdout = 0.2;
+    o.profile_kernels = true;
+    let e = train(&o, &mut |_| {}).unwrap_err().to_string();
+    assert!(
+        e.contains("--profile-kernels") && e.contains("--device cuda"),
+        "{e}"
+    );
 }

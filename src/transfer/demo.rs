@@ -164,6 +164,7 @@ pub fn run_demo(
                 vgg: Some(VggChoice::Random { width_divisor: 8 }),
                 exemplars: 4,
                 device: o.device,
+                profile_kernels: false,
             },
             train_progress,
         )?;

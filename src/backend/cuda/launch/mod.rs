@@ -103,15 +103,6 @@ pub struct Gpu {
     launches: Mutex<Vec<(&'static str, CudaEvent, CudaEvent)>>,
 }
 
-/// One kernel's share of a profile ([`Gpu::take_profile`]).
-#[derive(Clone, Debug, PartialEq)]
-pub struct KernelTime {
-    pub kernel: &'static str,
-    pub launches: usize,
-    /// GPU time of all its launches, between the events recorded around each.
-    pub ms: f64,
-}
-
 impl Gpu {
     /// Opens GPU 0, or explains why it cannot (no driver, no NVRTC, no GPU): checks the
     /// libraries before any other cudarc call, which would panic without them.
@@ -190,7 +181,7 @@ impl Gpu {
         for (sym, start, end) in launches {
             let ms = start.elapsed_ms(&end).map_err(drv("profile event"))? as f64;
             let k = by_kernel.entry(sym).or_insert(KernelTime {
-                kernel: sym,
+                kernel: sym.to_string(),
                 launches: 0,
                 ms: 0.0,
             });
@@ -198,7 +189,7 @@ impl Gpu {
             k.ms += ms;
         }
         let mut out: Vec<KernelTime> = by_kernel.into_values().collect();
-        out.sort_by(|a, b| b.ms.total_cmp(&a.ms).then(a.kernel.cmp(b.kernel)));
+        out.sort_by(|a, b| b.ms.total_cmp(&a.ms).then(a.kernel.cmp(&b.kernel)));
         Ok(out)
     }
 
@@ -376,6 +367,7 @@ mod corr_warp;
 mod elementwise;
 mod layout;
 mod norm;
+mod profile;
 mod reduce;
 mod spatial;
 mod train;
@@ -385,6 +377,7 @@ pub use corr_warp::*;
 pub use elementwise::*;
 pub use layout::*;
 pub use norm::*;
+pub use profile::*;
 pub use reduce::*;
 pub use spatial::*;
 pub use train::*;
