@@ -100,8 +100,6 @@ out=${OUT:-$here/out}
 mkdir -p "$out"
 phase=${1:-all}
 total=${2:-570}
-echo "build: $(cat "$here/BUILD" 2>/dev/null); phase: $phase"
-nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || echo "nvidia-smi failed"
 
 # cudarc dlopens libnvrtc.so.13 by bare name: make sure the loader finds one, preferring the
 # toolkit's 13.0 (a newer NVRTC emits PTX the 580 driver rejects), then PyPI's.
@@ -242,29 +240,37 @@ sanitizer_phase() {
     log=$out/tests.log
 }
 
-case "$phase" in
-all)
-    t0=$SECONDS
-    for spec in tests:270 perf:380 model:510 sanitizer:$total; do
-        p=${spec%%:*}
-        until=${spec#*:}
-        [ "$until" -gt "$total" ] && until=$total
-        phase_end=$((t0 + until))
+main() {
+    echo "build: $(cat "$here/BUILD" 2>/dev/null); phase: $phase"
+    nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader || echo "nvidia-smi failed"
+    case "$phase" in
+    all)
+        t0=$SECONDS
+        for spec in tests:270 perf:380 model:510 sanitizer:$total; do
+            p=${spec%%:*}
+            until=${spec#*:}
+            [ "$until" -gt "$total" ] && until=$total
+            phase_end=$((t0 + until))
+            echo
+            echo "=== phase $p: until $until s of $total (now $((SECONDS - t0)) s) ==="
+            "${p}_phase"
+        done
         echo
-        echo "=== phase $p: until $until s of $total (now $((SECONDS - t0)) s) ==="
-        "${p}_phase"
-    done
-    echo
-    echo "=== all phases done in $((SECONDS - t0)) s ==="
-    ;;
-tests | perf | model | sanitizer)
-    "${phase}_phase"
-    ;;
-*)
-    echo "usage: run.sh [all [SECONDS] | tests | perf | model | sanitizer]"
-    exit 2
-    ;;
-esac
+        echo "=== all phases done in $((SECONDS - t0)) s ==="
+        ;;
+    tests | perf | model | sanitizer)
+        "${phase}_phase"
+        ;;
+    *)
+        echo "usage: run.sh [all [SECONDS] | tests | perf | model | sanitizer]"
+        return 2
+        ;;
+    esac
+}
+
+# Everything printed also goes to $out/run.log (tools/record_device_run.py reads it).
+main 2>&1 | tee "$out/run.log"
+exit "${PIPESTATUS[0]}"
 EOF
 chmod +x device_run/run.sh
 
@@ -273,4 +279,5 @@ echo
 echo "Device command (run tool, carry [\"device_run\"], timeout_s 600): every phase in one call:"
 echo "  bash device_run/run.sh all 570"
 echo "A phase alone, when time is left: bash device_run/run.sh tests|perf|model|sanitizer"
+echo "Then: python3 tools/record_device_run.py <the folder \$OUT came back to> (benches/results/<date>-<card>.md)"
 echo "Rehearse it here first, on the emulated driver: bash tools/rehearse_device_run.sh"

@@ -26,4 +26,6 @@ for phase in "${phases[@]}"; do
     start=$SECONDS
     bash device_run/run.sh "$phase"
     echo "=== run.sh $phase: exit $?, $((SECONDS - start)) s ==="
+    # What a GPU session then records (here into the rehearsal's folder, not benches/results).
+    python3 tools/record_device_run.py "$OUT" --out "$OUT/results.md"
 done
