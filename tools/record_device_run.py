@@ -45,6 +45,11 @@ def slug(card):
     return re.sub(r"[^a-z0-9]+", "-", name) or "gpu"
 
 
+def demote(text):
+    """An embedded report's headings two levels down, under this file's sections."""
+    return "\n".join("##" + l if l.startswith("#") else l for l in text.splitlines())
+
+
 def section(title, body):
     return f"## {title}\n\n{body.rstrip()}\n\n"
 
@@ -82,7 +87,7 @@ def render(folder, date):
     for name, title in (("cuda_kernels.md", "Kernel benchmark"), ("cuda_train_step.md", "Training iteration and inference")):
         text = read(folder, name)
         if text is not None and text.strip():
-            out += section(title, text)
+            out += section(title, demote(text))
         else:
             out += section(title, f"Not run or no output ({name} missing or empty).")
 

@@ -29,7 +29,7 @@ class RecordTest(unittest.TestCase):
         files = {
             "run.log": RUN_LOG,
             "cases.txt": "conv2d c3_dx 1e-3 2e-5 FAIL (share 50.0)\nconv2d c3_y 1e-7 1e-7 PASS\n",
-            "cuda_kernels.md": "| case | ms |\n|---|---|\n| matmul 8192³ f32 | 25.000 |\n",
+            "cuda_kernels.md": "## CUDA kernel benchmark\n\n| case | ms |\n|---|---|\n| matmul 8192³ f32 | 25.000 |\n",
             "sanitizer.log": "--- memcheck (up to 80 s)\ncuda_backend layout_ops_match_cpu: exit 0 (40 s; 124 = timed out)\n",
             "sanitizer_tests.log": "========= ERROR SUMMARY: 0 errors\n========= ERROR SUMMARY: 0 errors\n",
         }
@@ -53,6 +53,7 @@ class RecordTest(unittest.TestCase):
         self.assertIn("conv2d c3_dx 1e-3 2e-5 FAIL (share 50.0)", text)
         self.assertNotIn("c3_y", text)
         self.assertIn("| matmul 8192³ f32 | 25.000 |", text)
+        self.assertIn("\n#### CUDA kernel benchmark\n", text)
         self.assertIn("Not run or no output (cuda_train_step.md missing or empty)", text)
         self.assertIn("ERROR SUMMARY: 0 errors", text)
         self.assertIn("all phases done in 402 s", text)
