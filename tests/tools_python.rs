@@ -54,6 +54,12 @@ fn device_run_record_tests_pass() {
         String::from_utf8_lossy(&out.stdout),
         String::from_utf8_lossy(&out.stderr)
     );
-    assert!(out.status.success(), "device run record tests failed:\n{text}");
-    assert!(text.contains("Ran ") && !text.contains("Ran 0 tests"), "{text}");
+    assert!(
+        out.status.success(),
+        "device run record tests failed:\n{text}"
+    );
+    assert!(
+        text.contains("Ran ") && !text.contains("Ran 0 tests"),
+        "{text}"
+    );
 }
