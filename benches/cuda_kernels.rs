@@ -233,15 +233,7 @@ fn corr_rows(g: &Gpu, s: &Sizes, out: &mut Report) {
     let fwd_flops = 2.0 * bnm * (c + v);
     // Backward: S recomputed, dA, dq̂, dk̂ (C-sized) and dv (V-sized) products.
     let bwd_flops = 2.0 * bnm * (3.0 * c + 2.0 * v);
-    let setup = || -> Result<_> {
-        let q = rand_dev(g, d.b * d.c * d.n, 1)?;
-        let k = rand_dev(g, d.b * d.c * d.m, 2)?;
-        let vv = rand_dev(g, d.b * d.m * d.v, 3)?;
-        let dout = rand_dev(g, d.b * d.n * d.v, 4)?;
-        let y = g.zeros(d.b * d.n * d.v)?;
-        Ok((q, k, vv, dout, y))
-    };
-    let mut bufs = match setup() {
+    let mut bufs = match corr_inputs(g, d) {
         Ok(b) => b,
         Err(err) => {
             let case = format!("corr_warp {name} setup");
@@ -328,16 +320,29 @@ fn corr_rows(g: &Gpu, s: &Sizes, out: &mut Report) {
     }
 }
 
+/// Random q, k, v and dout of the corr_warp `d`, and its output buffer.
+type CorrBufs = (
+    CudaSlice<f32>,
+    CudaSlice<f32>,
+    CudaSlice<f32>,
+    CudaSlice<f32>,
+    CudaSlice<f32>,
+);
+fn corr_inputs(g: &Gpu, d: CorrDims) -> Result<CorrBufs> {
+    let q = rand_dev(g, d.b * d.c * d.n, 1)?;
+    let k = rand_dev(g, d.b * d.c * d.m, 2)?;
+    let v = rand_dev(g, d.b * d.m * d.v, 3)?;
+    let dout = rand_dev(g, d.b * d.n * d.v, 4)?;
+    let y = g.zeros(d.b * d.n * d.v)?;
+    Ok((q, k, v, dout, y))
+}
+
 /// Peak device memory of one bf16 corr_warp fwd+bwd, measured on a fresh `Gpu` (its own pool):
 /// (the pool's peak, the f32 inputs and output allocated outside it), to set beside PyTorch's
 /// `torch.cuda.max_memory_allocated` for bf16 eager (tools: torch_baseline.py).
 fn corr_bf16_peak(d: CorrDims, p: &CorrWarpParams) -> Result<(u64, u64)> {
     let g = Gpu::new()?;
-    let q = rand_dev(&g, d.b * d.c * d.n, 1)?;
-    let k = rand_dev(&g, d.b * d.c * d.m, 2)?;
-    let v = rand_dev(&g, d.b * d.m * d.v, 3)?;
-    let dout = rand_dev(&g, d.b * d.n * d.v, 4)?;
-    let mut y = g.zeros(d.b * d.n * d.v)?;
+    let (q, k, v, dout, mut y) = corr_inputs(&g, d)?;
     let bf = Precision::Bf16;
     let saved = corr_warp_forward(&g, d, p, &q, &k, &v, &mut y, bf)?;
     let grads = corr_warp_backward(&g, d, p, &saved, &v, &dout, d.n, bf)?;

@@ -5,9 +5,24 @@
 
 use std::process::Command;
 
+/// `python3 -m unittest discover -s DIR` in the source tree: (passed, stdout and stderr), or
+/// None when python3 cannot be started.
+fn unittest(dir: &str) -> Option<(bool, String)> {
+    let out = Command::new("python3")
+        .args(["-m", "unittest", "discover", "-s", dir])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .ok()?;
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    Some((out.status.success(), text))
+}
+
 #[test]
 fn python_tool_tests_pass() {
-    let root = env!("CARGO_MANIFEST_DIR");
     let has_numpy = Command::new("python3")
         .args(["-c", "import numpy"])
         .status()
@@ -17,17 +32,8 @@ fn python_tool_tests_pass() {
         eprintln!("skipped: python3 with NumPy not found (pip install numpy)");
         return;
     }
-    let out = Command::new("python3")
-        .args(["-m", "unittest", "discover", "-s", "tools/weights/tests"])
-        .current_dir(root)
-        .output()
-        .expect("run python3");
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(out.status.success(), "python tool tests failed:\n{text}");
+    let (ok, text) = unittest("tools/weights/tests").expect("run python3");
+    assert!(ok, "python tool tests failed:\n{text}");
     eprintln!(
         "{}",
         text.lines().rev().take(3).collect::<Vec<_>>().join("\n")
@@ -37,27 +43,11 @@ fn python_tool_tests_pass() {
 /// tools/record_device_run.py (plain Python, no NumPy) on a made-up device-run folder.
 #[test]
 fn device_run_record_tests_pass() {
-    let root = env!("CARGO_MANIFEST_DIR");
-    let out = match Command::new("python3")
-        .args(["-m", "unittest", "discover", "-s", "tools/tests"])
-        .current_dir(root)
-        .output()
-    {
-        Ok(out) => out,
-        Err(e) => {
-            eprintln!("skipped: python3 not found ({e})");
-            return;
-        }
+    let Some((ok, text)) = unittest("tools/tests") else {
+        eprintln!("skipped: python3 not found");
+        return;
     };
-    let text = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
-    assert!(
-        out.status.success(),
-        "device run record tests failed:\n{text}"
-    );
+    assert!(ok, "device run record tests failed:\n{text}");
     assert!(
         text.contains("Ran ") && !text.contains("Ran 0 tests"),
         "{text}"

@@ -11,8 +11,8 @@ pub fn begin() -> Result<()> {
     Ok(())
 }
 
-/// Stops recording and writes the profile of what ran since [`begin`] to `path` (atomically:
-/// a temporary file renamed over it), titled `what`, set against `wall_ms`.
+/// Stops recording and writes the profile of what ran since [`begin`] to `path` (atomically),
+/// titled `what`, set against `wall_ms`.
 #[cfg(feature = "cuda")]
 pub fn finish(path: &Path, what: &str, wall_ms: f64) -> Result<()> {
     use crate::backend::cuda::launch::{global, profile_table};
@@ -26,9 +26,9 @@ pub fn finish(path: &Path, what: &str, wall_ms: f64) -> Result<()> {
         crate::backend::precision(),
         profile_table(&profile, wall_ms, profile.len())
     );
-    let tmp = path.with_extension("md.partial");
-    std::fs::write(&tmp, text).map_err(crate::Error::io_at(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(crate::Error::io_at(path))
+    crate::nn::safetensors_io::write_atomic(path, |tmp| {
+        std::fs::write(tmp, text).map_err(crate::Error::io_at(tmp))
+    })
 }
 
 // Without the CUDA backend the option is refused before training (it needs --device cuda,
